@@ -1,0 +1,30 @@
+"""Gradient estimators for categorical variables.
+
+    >>> from arsm_jax import estimators
+    >>> est = estimators.get("arsm")
+    >>> grad = est(key, logits, f)        # logits [K, C] -> grad [K, C]
+
+``names()`` lists what is registered, ``get(name, **settings)`` returns an
+:class:`Estimator`, and ``exact_value`` gives the exact expectation by
+enumeration.
+"""
+
+from arsm_jax.estimators import arsm as _arsm  # noqa: F401  (registers)
+from arsm_jax.estimators import exact as _exact  # noqa: F401
+from arsm_jax.estimators import reinforce as _reinforce  # noqa: F401
+from arsm_jax.estimators.base import (  # noqa: F401
+    Estimator,
+    EstimatorOutput,
+    check_logits,
+    check_objective,
+    describe,
+    get,
+    names,
+    register,
+)
+from arsm_jax.estimators.exact import exact_value  # noqa: F401
+from arsm_jax.estimators.swap import (  # noqa: F401
+    augment,
+    pseudo_actions,
+    pseudo_actions_naive,
+)

@@ -1,0 +1,113 @@
+r"""A differentiable expectation: put any registered estimator inside ``jax.grad``.
+
+``expectation(key, logits, f, *args, estimator='arsm')`` returns a surrogate
+whose *value* is the estimator's estimate of :math:`E_z[f(z, *args)]` and whose
+*gradients* are
+
+* with respect to ``logits``: exactly the estimator's gradient estimate for
+  that key (the same array ``estimators.get(estimator)(key, logits, f)``
+  returns);
+* with respect to anything ``f`` closes over or takes in ``args`` (decoder
+  parameters, say): the pathwise gradient of f at the estimator's samples,
+  ``sum_s w_s grad f(samples_s)`` (for single-draw estimators simply
+  ``grad f(z)`` at the sampled z). Evaluations of f at ARSM's pseudo actions
+  are treated as constants.
+
+So one ``jax.grad`` of a loss built from it trains an encoder (through the
+logits) and a decoder (through f) together. If ``f`` itself depends on the
+logits (an ELBO's ``log q(z|x)`` term does), that direct dependence is
+differentiated too, as the gradient of ``E_q[f_phi(z)]`` requires.
+
+It works as: ``value = sum_s sg(w_s) f(sg(samples_s)) + sum(sg(g) * (logits - sg(logits)))``
+where ``sg`` is ``jax.lax.stop_gradient`` and ``g`` the estimate; the second
+term is zero in value and carries ``g`` back to the logits.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+
+from arsm_jax import estimators as estimators_lib
+
+Array = jax.Array
+sg = jax.lax.stop_gradient
+
+
+def _single(est: estimators_lib.Estimator, key, logits: Array,
+            f: Callable[..., Array], args: tuple, state):
+  f_item = lambda z: f(z, *args)
+  # The estimator sees f with its output cut from the outer gradient (pseudo
+  # evaluations are constants), except for pathwise estimators, which
+  # differentiate f in z themselves.
+  f_est = f_item if est.pathwise else (lambda z: sg(f_item(z)))
+  out = est.estimate(key, sg(logits), f_est, state=state)
+  samples, weights = sg(out.samples), sg(out.weights)
+  path = jnp.sum(weights * jax.vmap(f_item)(samples).astype(weights.dtype))
+  score = jnp.sum(sg(out.grad) * (logits - sg(logits)))
+  return path + score.astype(path.dtype), out.state
+
+
+def expectation(key, logits, f: Callable[..., Array], *args,
+                estimator: str | estimators_lib.Estimator = "arsm",
+                state: Any = None, **settings):
+  r"""Differentiable single-draw estimate of ``E_{z ~ Cat(softmax(logits))}[f(z, *args)]``.
+
+  Args:
+    key: PRNG key. With batch dimensions it is split into one key per item,
+      ``jax.random.split(key, B)`` for ``B = prod(batch_shape)``, item ``b``
+      (in row-major order) getting ``keys[b]``.
+    logits: ``[..., K, C]``: optional leading batch dimensions, then K
+      categorical dimensions of C categories.
+    f: ``f(z, *args) -> scalar`` for one item, ``z`` one-hot ``[K, C]``.
+    *args: per-item arguments of f (an image, say). Every leaf must have the
+      leading batch dimensions of ``logits``; f receives one item's slice.
+      Values shared by all items belong in f's closure instead.
+    estimator: a registered name (``arsm_jax.estimators.names()``) or an
+      ``Estimator``.
+    state: the state of a stateful estimator (RELAX), from ``est.init``.
+    **settings: estimator settings, as for ``estimators.get``.
+
+  Returns:
+    An array of shape ``logits.shape[:-2]`` (a scalar without batch
+    dimensions) holding the per-item surrogates; reduce it (``.mean()``) to
+    get a loss for ``jax.grad``. For a stateful estimator, a pair
+    ``(values, new_state)``; with batch dimensions the per-item new states are
+    averaged.
+  """
+  est = estimators_lib.get(estimator, **settings)
+  logits = jnp.asarray(logits)
+  if logits.ndim < 2:
+    raise ValueError(
+        f"expectation: logits must have shape [..., K, C]; got {logits.shape}.")
+  batch_shape = logits.shape[:-2]
+  if est.stateful and state is None:
+    raise ValueError(
+        f"Estimator {est.name!r} is stateful: pass state=est.init(key, logits)"
+        " (one item's logits) and carry the returned state forward.")
+  if not batch_shape:
+    value, new_state = _single(est, key, logits, f, args, state)
+    return (value, new_state) if est.stateful else value
+
+  size = math.prod(batch_shape)
+  leaves = jax.tree_util.tree_leaves(args)
+  for leaf in leaves:
+    if jnp.shape(leaf)[:len(batch_shape)] != batch_shape:
+      raise ValueError(
+          f"expectation: every leaf of args must start with the batch shape "
+          f"{batch_shape} of logits; got a leaf of shape {jnp.shape(leaf)}.")
+  flat_logits = logits.reshape((size,) + logits.shape[-2:])
+  flat_args = jax.tree_util.tree_map(
+      lambda a: jnp.reshape(a, (size,) + jnp.shape(a)[len(batch_shape):]), args)
+  keys = jax.random.split(key, size)
+  values, states = jax.vmap(
+      lambda k, lg, a: _single(est, k, lg, f, a, state))(keys, flat_logits,
+                                                          flat_args)
+  values = values.reshape(batch_shape)
+  if not est.stateful:
+    return values
+  new_state = jax.tree_util.tree_map(lambda s: jnp.mean(s, axis=0), states)
+  return values, new_state

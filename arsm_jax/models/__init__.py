@@ -1,0 +1,1 @@
+"""Flax models: the categorical VAEs (``vae``) and the RL policy (``policy``)."""

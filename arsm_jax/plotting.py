@@ -1,0 +1,67 @@
+"""Figures in the style of the ARSM poster."""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+import numpy as np
+
+# One fixed colour per estimator, so every figure agrees.
+COLORS = {
+    "exact": "black",
+    "reinforce": "tab:blue",
+    "reinforce_loo": "tab:cyan",
+    "ar": "tab:orange",
+    "ars": "tab:green",
+    "arsm": "tab:red",
+    "arsm_multi": "darkred",
+    "gumbel_softmax": "tab:purple",
+    "st_gumbel_softmax": "tab:pink",
+    "reinmax": "tab:olive",
+    "relax": "tab:brown",
+    "a2c": "tab:gray",
+}
+
+
+def color(name: str) -> str:
+  if name in COLORS:
+    return COLORS[name]
+  palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+  return palette[hash(name) % len(palette)]
+
+
+def plot_toy(curves: Mapping[str, Mapping[str, np.ndarray]], config,
+             optimum: float, path: str) -> None:
+  """Expected reward, probability of the best category and gradient variance."""
+  fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+  for name, c in curves.items():
+    steps = np.arange(1, len(c["expected_reward"]) + 1)
+    kw = dict(color=color(name), label=name, lw=1.3)
+    axes[0].plot(steps, c["expected_reward"], **kw)
+    axes[1].plot(steps, np.maximum(c["prob_last"], 1e-12), **kw)
+    var = np.asarray(c["grad_variance"])
+    var_steps = np.arange(len(var)) * config.variance_every
+    if np.any(var > 0):
+      axes[2].plot(var_steps, np.where(var > 0, var, np.nan), marker=".",
+                   ms=3, **kw)
+  axes[0].axhline(optimum, color="k", ls=":", lw=0.8)
+  axes[0].set_title(f"expected reward (optimum {optimum:.4f})")
+  axes[0].set_ylabel("E[f(z)]")
+  axes[1].set_yscale("log")
+  axes[1].set_title(r"$\sigma(\phi)_C$, probability of the best category")
+  axes[2].set_yscale("log")
+  axes[2].set_title(f"gradient variance ({config.variance_draws} draws, "
+                    "mean over coordinates)")
+  for ax in axes:
+    ax.set_xlabel("iteration")
+    ax.grid(alpha=0.3)
+  axes[0].legend(fontsize=8, loc="lower right")
+  fig.suptitle(f"Toy: C = {config.num_categories}, "
+               f"R = {config.reward_scale:g}, one draw per iteration")
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)

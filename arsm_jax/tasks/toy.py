@@ -1,0 +1,258 @@
+r"""The toy experiment (poster figure 1): one C-way categorical, exact reward.
+
+Maximise :math:`E_{z\sim\mathrm{Cat}(\sigma(\phi))}[f(z)]` with
+:math:`f(z) = 0.5 + z/(CR)`, :math:`z \in \{1..C\}`, by gradient ascent on
+:math:`\phi` from zero with one estimator draw per iteration. The expected
+reward is computed exactly at every iteration; every ``variance_every``
+iterations the gradient variance (averaged over coordinates) is measured from
+``variance_draws`` fresh draws at the current :math:`\phi`.
+
+From a notebook::
+
+    from arsm_jax.tasks import toy
+    from configs import toy as toy_config
+    result = toy.train_and_evaluate(toy_config.get_config(), "/tmp/toy")
+
+Outputs in ``workdir``: ``summary.json``; per estimator a folder
+``<name>/`` with ``metrics.jsonl`` (pandas: ``writers.read_metrics``) and
+TensorBoard events; ``toy.png``. An estimator whose results are saved is not
+run again when the same command is repeated with the same config.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from typing import Any
+
+from absl import logging
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from arsm_jax import estimators
+from arsm_jax import writers
+
+Array = jax.Array
+
+
+def make_objective(num_categories: int, reward_scale: float):
+  """``f(onehot) = 0.5 + z / (C R)`` with z in 1..C, on one-hot ``[1, C]``."""
+  rewards = 0.5 + jnp.arange(1, num_categories + 1) / (
+      num_categories * reward_scale)
+
+  def f(onehot: Array) -> Array:
+    return jnp.sum(onehot[0] * rewards.astype(onehot.dtype))
+
+  return f
+
+
+def optimum(num_categories: int, reward_scale: float) -> float:
+  return 0.5 + 1.0 / reward_scale
+
+
+def _estimator_list(config) -> list[str]:
+  names = config.estimators
+  if isinstance(names, str):
+    names = [n.strip() for n in names.split(",") if n.strip()]
+  names = list(names)
+  if not names:
+    raise ValueError("config.estimators is empty; give comma-separated names "
+                     f"from: {', '.join(estimators.names())}.")
+  known = set(estimators.names())
+  bad = [n for n in names if n not in known]
+  if bad:
+    raise ValueError(f"Unknown estimator(s) {bad} in config.estimators; "
+                     f"known: {', '.join(estimators.names())}.")
+  if len(set(names)) != len(names):
+    raise ValueError(f"config.estimators lists a name twice: {names}.")
+  return names
+
+
+def validate_config(config) -> list[str]:
+  """Checks the config; returns the estimator names. Raises ``ValueError``."""
+  if config.num_categories < 2:
+    raise ValueError(f"num_categories must be >= 2; got {config.num_categories}.")
+  if config.reward_scale <= 0:
+    raise ValueError(f"reward_scale must be > 0; got {config.reward_scale}.")
+  for field in ("num_iterations", "variance_every", "variance_draws"):
+    if config[field] < 1:
+      raise ValueError(f"{field} must be >= 1; got {config[field]}.")
+  if config.num_iterations % config.variance_every:
+    raise ValueError(
+        f"num_iterations ({config.num_iterations}) must be a multiple of "
+        f"variance_every ({config.variance_every}).")
+  names = _estimator_list(config)
+  for name in config.learning_rates:
+    if name not in names:
+      raise ValueError(f"learning_rates names {name!r}, which is not in "
+                       f"config.estimators ({names}).")
+  return names
+
+
+def _settings(config, name: str) -> dict[str, Any]:
+  if name in config.estimator_settings:
+    return dict(config.estimator_settings[name].to_dict())
+  return {}
+
+
+def make_run(est: estimators.Estimator, config) -> Any:
+  """The whole training run of one estimator as one function of a key.
+
+  Returns a function ``run(key) -> (final_phi, metrics)`` made of two nested
+  ``lax.scan``s: the outer over blocks of ``variance_every`` iterations (it
+  measures the variance at the start of each block), the inner over the
+  iterations of a block.
+  """
+  num_cats = config.num_categories
+  f = make_objective(num_cats, config.reward_scale)
+  lr = float(config.learning_rates.get(est.name, config.learning_rate))
+  every, draws = config.variance_every, config.variance_draws
+  num_blocks = config.num_iterations // every
+
+  def step(carry, key):
+    phi, state = carry
+    out = est.estimate(key, phi, f, state=state)
+    new_phi = phi + lr * out.grad
+    probs = jax.nn.softmax(new_phi[0])
+    metrics = {
+        "expected_reward": estimators.exact_value(new_phi, f),
+        "grad_phi_first": out.grad[0, 0],
+        "grad_phi_last": out.grad[0, -1],
+        "prob_first": probs[0],
+        "prob_last": probs[-1],
+        "num_evals": out.num_evals,
+    }
+    return (new_phi, out.state if est.stateful else state), metrics
+
+  def variance(phi, state, key):
+    grads = jax.vmap(lambda k: est.estimate(k, phi, f, state=state).grad)(
+        jax.random.split(key, draws))
+    return jnp.mean(jnp.var(grads, axis=0))
+
+  def block(carry, key):
+    key_var, key_steps = jax.random.split(key)
+    var = variance(*carry, key_var)
+    carry, metrics = jax.lax.scan(step, carry,
+                                  jax.random.split(key_steps, every))
+    return carry, (metrics, var)
+
+  def run(key):
+    key_init, key_run = jax.random.split(key)
+    phi = jnp.zeros((1, num_cats), jnp.float32)
+    state = est.init(key_init, phi)
+    (phi, _), (metrics, var) = jax.lax.scan(
+        block, (phi, state), jax.random.split(key_run, num_blocks))
+    metrics = jax.tree_util.tree_map(
+        lambda m: m.reshape((num_blocks * every,) + m.shape[2:]), metrics)
+    return phi, metrics, var
+
+  return run
+
+
+def _config_hash(config, name: str) -> str:
+  keys = ("num_categories", "reward_scale", "num_iterations", "learning_rate",
+          "variance_every", "variance_draws", "seed")
+  blob = {k: config[k] for k in keys}
+  blob["lr"] = config.learning_rates.get(name, config.learning_rate)
+  blob["settings"] = _settings(config, name)
+  blob["name"] = name
+  return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
+
+
+def run_estimator(name: str, config, workdir: str) -> dict[str, Any]:
+  """Trains with one estimator (or loads its saved result) and logs metrics."""
+  logdir = os.path.join(workdir, name)
+  done_path = os.path.join(logdir, "result.json")
+  digest = _config_hash(config, name)
+  if os.path.exists(done_path):
+    with open(done_path) as fh:
+      saved = json.load(fh)
+    if saved.get("config_hash") == digest:
+      logging.info("toy: %s already done in %s; loading it.", name, logdir)
+      arrays = np.load(os.path.join(logdir, "curves.npz"))
+      saved.update({k: arrays[k] for k in arrays.files})
+      return saved
+  # Anything left from an unfinished or differently configured run goes.
+  if os.path.isdir(logdir):
+    shutil.rmtree(logdir)
+
+  est = estimators.get(name, **_settings(config, name))
+  run = jax.jit(make_run(est, config))
+  key = jax.random.PRNGKey(config.seed)
+  t0 = time.time()
+  compiled = run.lower(key).compile()
+  t1 = time.time()
+  phi, metrics, var = jax.block_until_ready(compiled(key))
+  t2 = time.time()
+
+  metrics = jax.tree_util.tree_map(np.asarray, metrics)
+  steps = np.arange(1, config.num_iterations + 1)
+  var_steps = np.arange(0, config.num_iterations, config.variance_every)
+  with writers.MetricWriter(logdir) as writer:
+    writer.write_many(steps, metrics)
+    writer.write_many(var_steps, {"grad_variance": np.asarray(var)})
+
+  result = {
+      "estimator": name,
+      "settings": _settings(config, name),
+      "learning_rate": float(config.learning_rates.get(name,
+                                                       config.learning_rate)),
+      "final_expected_reward": float(metrics["expected_reward"][-1]),
+      "final_prob_last": float(metrics["prob_last"][-1]),
+      "mean_evals_per_iteration": float(np.mean(metrics["num_evals"])),
+      "seconds": t2 - t0,
+      "compile_seconds": t1 - t0,
+      "run_seconds": t2 - t1,
+      "microseconds_per_iteration": 1e6 * (t2 - t1) / config.num_iterations,
+      "config_hash": digest,
+  }
+  np.savez(os.path.join(logdir, "curves.npz"),
+           expected_reward=metrics["expected_reward"],
+           prob_last=metrics["prob_last"], grad_variance=np.asarray(var),
+           final_phi=np.asarray(phi))
+  writers.write_json(done_path, result)
+  logging.info("toy: %-10s expected reward %.5f (optimum %.5f), %.1fs",
+               name, result["final_expected_reward"],
+               optimum(config.num_categories, config.reward_scale),
+               result["seconds"])
+  arrays = np.load(os.path.join(logdir, "curves.npz"))
+  result.update({k: arrays[k] for k in arrays.files})
+  return result
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict,
+                       workdir: str) -> dict[str, Any]:
+  """Runs the toy for every estimator in ``config.estimators``.
+
+  Returns:
+    ``{"summary": {name: {...}}, "curves": {name: {expected_reward,
+    prob_last, grad_variance}}, "optimum": float}``. The summary is also
+    written to ``workdir/summary.json`` and the figure to ``toy.png``.
+  """
+  names = validate_config(config)
+  os.makedirs(workdir, exist_ok=True)
+  results = {name: run_estimator(name, config, workdir) for name in names}
+  curve_keys = ("expected_reward", "prob_last", "grad_variance")
+  summary = {
+      name: {k: v for k, v in r.items()
+             if k not in curve_keys and k not in ("final_phi", "config_hash")}
+      for name, r in results.items()
+  }
+  best = optimum(config.num_categories, config.reward_scale)
+  writers.write_json(os.path.join(workdir, "summary.json"), {
+      "optimum": best,
+      "num_categories": config.num_categories,
+      "reward_scale": config.reward_scale,
+      "num_iterations": config.num_iterations,
+      "estimators": summary,
+  })
+  curves = {name: {k: results[name][k] for k in curve_keys} for name in names}
+  if config.plot:
+    from arsm_jax import plotting  # pylint: disable=g-import-not-at-top
+    plotting.plot_toy(curves, config, best, os.path.join(workdir, "toy.png"))
+  return {"summary": summary, "curves": curves, "optimum": best}

@@ -1,0 +1,149 @@
+"""Metric output shared by all experiments: JSON lines, TensorBoard, progress.
+
+Every experiment writes its scalars through :class:`MetricWriter`, which puts
+them in two places under the workdir:
+
+* ``metrics.jsonl``: one JSON object per call, ``{"step": ..., name: value}``,
+  read with :func:`read_metrics` (a pandas DataFrame) or ``pd.read_json(path,
+  lines=True)``;
+* TensorBoard event files (through tensorboardX), for ``tensorboard --logdir``.
+
+:class:`ProgressReporter` logs steps/s and the time left for long loops.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from typing import Any, Mapping, Optional
+
+from absl import logging
+import numpy as np
+
+METRICS_FILE = "metrics.jsonl"
+
+
+def _to_float(v: Any) -> float:
+  return float(np.asarray(v))
+
+
+class MetricWriter:
+  """Writes scalars to ``<logdir>/metrics.jsonl`` and TensorBoard events.
+
+  Args:
+    logdir: directory to write into (created if missing).
+    tensorboard: also write TensorBoard event files.
+  """
+
+  def __init__(self, logdir: str, tensorboard: bool = True):
+    os.makedirs(logdir, exist_ok=True)
+    self.logdir = logdir
+    self._jsonl = open(os.path.join(logdir, METRICS_FILE), "a")
+    self._tb = None
+    if tensorboard:
+      try:
+        from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+        self._tb = SummaryWriter(logdir=logdir, flush_secs=30)
+      except ImportError:
+        logging.warning("tensorboardX is not installed: writing only %s.",
+                        METRICS_FILE)
+
+  def write_scalars(self, step: int, scalars: Mapping[str, Any]) -> None:
+    values = {k: _to_float(v) for k, v in scalars.items()}
+    record = {"step": int(step)}
+    record.update({k: (v if math.isfinite(v) else str(v))
+                   for k, v in values.items()})
+    self._jsonl.write(json.dumps(record) + "\n")
+    if self._tb is not None:
+      for k, v in values.items():
+        self._tb.add_scalar(k, v, int(step))
+
+  def write_many(self, steps, columns: Mapping[str, Any]) -> None:
+    """Writes arrays of scalars, one row per step: ``columns[name][i]`` at ``steps[i]``."""
+    arrays = {k: np.asarray(v) for k, v in columns.items()}
+    for i, step in enumerate(np.asarray(steps)):
+      self.write_scalars(int(step), {k: a[i] for k, a in arrays.items()})
+
+  def flush(self) -> None:
+    self._jsonl.flush()
+    if self._tb is not None:
+      self._tb.flush()
+
+  def close(self) -> None:
+    self.flush()
+    self._jsonl.close()
+    if self._tb is not None:
+      self._tb.close()
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc):
+    self.close()
+
+
+def read_metrics(logdir: str):
+  """Reads ``<logdir>/metrics.jsonl`` into a pandas DataFrame."""
+  import pandas as pd  # pylint: disable=g-import-not-at-top
+  path = os.path.join(logdir, METRICS_FILE)
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"No {METRICS_FILE} in {logdir!r}.")
+  return pd.read_json(path, lines=True)
+
+
+class ProgressReporter:
+  """Logs progress (step, steps/s, ETA) at most every ``every_secs`` seconds.
+
+  Args:
+    num_steps: total steps of the loop (for the ETA).
+    every_secs: minimum seconds between two log lines.
+    name: prefix of the log lines.
+  """
+
+  def __init__(self, num_steps: int, every_secs: float = 10.0,
+               name: str = "train", first_step: int = 0):
+    self.num_steps = num_steps
+    self.every_secs = every_secs
+    self.name = name
+    self._t0 = self._last_t = time.time()
+    self._first = self._last_step = first_step
+
+  def __call__(self, step: int, extra: Optional[Mapping[str, Any]] = None,
+               force: bool = False) -> None:
+    now = time.time()
+    if not force and now - self._last_t < self.every_secs:
+      return
+    rate = (step - self._last_step) / max(now - self._last_t, 1e-9)
+    overall = (step - self._first) / max(now - self._t0, 1e-9)
+    eta = (self.num_steps - step) / overall if overall > 0 else float("inf")
+    msg = (f"[{self.name}] step {step}/{self.num_steps} "
+           f"({rate:.1f} steps/s, ETA {_fmt_secs(eta)})")
+    if extra:
+      msg += " " + " ".join(f"{k}={_to_float(v):.4g}" for k, v in extra.items())
+    logging.info(msg)
+    self._last_t, self._last_step = now, step
+
+
+def _fmt_secs(secs: float) -> str:
+  if not math.isfinite(secs):
+    return "?"
+  secs = int(secs)
+  h, rem = divmod(secs, 3600)
+  m, s = divmod(rem, 60)
+  return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
+
+
+def write_json(path: str, obj: Any) -> None:
+  """Writes JSON atomically (write to a temporary file, then rename)."""
+  tmp = path + ".tmp"
+  with open(tmp, "w") as fh:
+    json.dump(obj, fh, indent=2, sort_keys=True, default=_json_default)
+  os.replace(tmp, path)
+
+
+def _json_default(obj):
+  if isinstance(obj, (np.generic, np.ndarray)):
+    return obj.tolist()
+  raise TypeError(f"Not JSON serialisable: {type(obj).__name__}")
