@@ -61,32 +61,46 @@ def arsm(key, logits: Array, f: base.Objective, *,
   Returns:
     An :class:`~arsm_jax.estimators.base.EstimatorOutput`; ``num_evals`` is 1
     when every pseudo vector equals z (the estimate is then exactly zero and
-    the pair evaluations are skipped), else ``C(C-1)/2 + 1``.
+    the pair evaluations are skipped), else ``C(C-1)/2 + 1`` (``C`` when
+    K = 1, where f is tabulated on the C categories instead).
   """
   dtype = logits.dtype
   num_dims, num_cats = logits.shape
   aug = swap.augment(key, logits)
   rows, cols, pair_index = swap.upper_pairs(num_cats)
-  pv = swap.swap_argmin(aug.log_pi, logits, rows, cols)     # [K, M]
+  pv = swap.pseudo_actions(aug.log_pi, logits)              # [K, C, C]
   onehot_z = _onehot(aug.z, num_cats, dtype)                # [K, C]
-  f_z = base.call_objective(f, onehot_z, dtype)
-  all_same = jnp.all(pv == aug.z[:, None])
+  all_same = jnp.all(pv == aug.z[:, None, None])
 
-  def evaluate_pairs(_):
-    onehots = _onehot(pv.T, num_cats, dtype)                # [M, K, C]
-    return base.evaluate_many(f, onehots, dtype, eval_batch_size)
+  if num_dims == 1:
+    # One dimension: every pseudo vector is one of the C one-hot vectors, so
+    # C evaluations (never more than C(C-1)/2 + 1) give the whole matrix.
+    def evaluate(_):
+      table = base.evaluate_many(f, jnp.eye(num_cats, dtype=dtype)[:, None],
+                                 dtype, eval_batch_size)    # [C]
+      return table[pv[0]], table[aug.z[0]]
+
+    num_full = num_cats
+  else:
+    def evaluate(_):
+      pairs = jnp.concatenate([pv[:, rows, cols], aug.z[:, None]], axis=1)
+      onehots = _onehot(pairs.T, num_cats, dtype)           # [M + 1, K, C]
+      values = base.evaluate_many(f, onehots, dtype, eval_batch_size)
+      return values[pair_index], values[-1]                 # [C, C], f(z)
+
+    num_full = rows.size + 1
 
   def skip(_):
-    return jnp.broadcast_to(f_z, (rows.size,))
+    f_z = base.call_objective(f, onehot_z, dtype)
+    return jnp.broadcast_to(f_z, (num_cats, num_cats)), f_z
 
-  pair_values = jax.lax.cond(all_same, skip, evaluate_pairs, None)  # [M]
-  values = jnp.concatenate([pair_values, f_z[None]])        # [M + 1]
-  f_matrix = values[pair_index]                             # [C, C] = F[c, j]
+  # F[c, j] = f(z^{c<->j}); f is evaluated only on z when every swap gives z.
+  f_matrix, f_z = jax.lax.cond(all_same, skip, evaluate, None)
   centred = f_matrix - jnp.mean(f_matrix, axis=0, keepdims=True)
   weights = 1.0 / num_cats - aug.pi                         # [K, C] over j
   grad = weights @ centred.T                                # [K, C] over c
   grad = _zero_masked(grad, logits)
-  num_evals = jnp.where(all_same, 1, rows.size + 1).astype(jnp.int32)
+  num_evals = jnp.where(all_same, 1, num_full).astype(jnp.int32)
   samples, w = _single(onehot_z, dtype)
   return base.EstimatorOutput(grad, samples, w, f_z, num_evals)
 

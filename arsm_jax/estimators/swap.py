@@ -60,6 +60,43 @@ def augment(key, logits: Array) -> Augmentation:
   return Augmentation(pi, log_pi, z)
 
 
+def _smallest_three(scores: Array) -> tuple[Array, Array]:
+  """Indices and values of the three smallest scores per row, ``[K, 3]``.
+
+  With C < 3 the missing entries get index C (matching no category) and score
+  +inf.
+  """
+  num_dims, num_cats = scores.shape
+  n = min(3, num_cats)
+  neg_top, top = jax.lax.top_k(-scores, n)
+  if n < 3:
+    pad = 3 - n
+    top = jnp.concatenate(
+        [top, jnp.full((num_dims, pad), num_cats, top.dtype)], axis=1)
+    neg_top = jnp.concatenate(
+        [neg_top, jnp.full((num_dims, pad), -jnp.inf, neg_top.dtype)], axis=1)
+  return top, -neg_top
+
+
+def _resolve(top, top_scores, c_idx, j_idx, score_at_c, score_at_j):
+  """Argmin after a swap, from the three smallest scores and the two new ones.
+
+  ``top``/``top_scores`` are ``[K, 3]``; ``c_idx``/``j_idx`` broadcast to the
+  pair shape; ``score_at_c``/``score_at_j`` are ``[K, *pairs]``.
+  """
+  expand = (slice(None),) + (None,) * (score_at_c.ndim - 1)
+  t = [top[:, i][expand] for i in range(3)]                 # [K, 1, ...]
+  s = [top_scores[:, i][expand] for i in range(3)]
+  ok = [(ti != c_idx) & (ti != j_idx) for ti in t]          # [K, *pairs]
+  # Best untouched position r: the first of the three smallest not in {c, j}.
+  r = jnp.where(ok[0], t[0], jnp.where(ok[1], t[1], t[2]))
+  r_score = jnp.where(ok[0], s[0], jnp.where(ok[1], s[1], s[2]))
+  best = jnp.where(score_at_c < r_score, c_idx, r)
+  best_score = jnp.minimum(score_at_c, r_score)
+  best = jnp.where(score_at_j < best_score, j_idx, best)
+  return best.astype(jnp.int32)
+
+
 def swap_argmin(log_pi: Array, logits: Array, c_idx, j_idx) -> Array:
   r"""Pseudo actions :math:`z^{c \rightleftharpoons j}` for given index pairs.
 
@@ -73,58 +110,28 @@ def swap_argmin(log_pi: Array, logits: Array, c_idx, j_idx) -> Array:
     int32 array ``[K, *broadcast(c_idx, j_idx).shape]``: for each dimension k
     and each pair, the argmin after swapping entries c and j of ``pi``.
   """
-  num_dims, num_cats = logits.shape
-  c_idx = jnp.asarray(c_idx, jnp.int32)
-  j_idx = jnp.asarray(j_idx, jnp.int32)
-  pair_shape = jnp.broadcast_shapes(c_idx.shape, j_idx.shape)
-  c_idx = jnp.broadcast_to(c_idx, pair_shape)
-  j_idx = jnp.broadcast_to(j_idx, pair_shape)
-  scores = log_pi - logits                                  # [K, C]
-
-  # The three smallest scores per dimension (fewer when C < 3, padded with
-  # an index C that matches no pair and a score of +inf).
-  n = min(3, num_cats)
-  neg_top, top = jax.lax.top_k(-scores, n)                  # [K, n]
-  if n < 3:
-    pad = 3 - n
-    top = jnp.concatenate(
-        [top, jnp.full((num_dims, pad), num_cats, top.dtype)], axis=1)
-    neg_top = jnp.concatenate(
-        [neg_top, jnp.full((num_dims, pad), -jnp.inf, neg_top.dtype)], axis=1)
-  top_scores = -neg_top                                     # [K, 3]
-
-  # Best untouched position r: the first of the three not in {c, j}.
-  expand = (slice(None),) + (None,) * len(pair_shape)
-  t = [top[:, i][expand] for i in range(3)]                 # [K, 1, ...]
-  s = [top_scores[:, i][expand] for i in range(3)]
-  ok = [(ti != c_idx) & (ti != j_idx) for ti in t]          # [K, *pairs]
-  r = jnp.where(ok[0], t[0], jnp.where(ok[1], t[1], t[2]))
-  r_score = jnp.where(ok[0], s[0], jnp.where(ok[1], s[1], s[2]))
-
-  # Scores of the two swapped positions.
-  lp_c = jnp.take(log_pi, c_idx, axis=1)                    # [K, *pairs]
-  lp_j = jnp.take(log_pi, j_idx, axis=1)
-  phi_c = jnp.take(logits, c_idx, axis=1)
-  phi_j = jnp.take(logits, j_idx, axis=1)
-  score_at_c = lp_j - phi_c
-  score_at_j = lp_c - phi_j
-
-  c_b = jnp.broadcast_to(c_idx, r.shape)
-  j_b = jnp.broadcast_to(j_idx, r.shape)
-  best = jnp.where(score_at_c < r_score, c_b, r)
-  best_score = jnp.minimum(score_at_c, r_score)
-  best = jnp.where(score_at_j < best_score, j_b, best)
-  return best.astype(jnp.int32)
+  c_idx, j_idx = jnp.broadcast_arrays(jnp.asarray(c_idx, jnp.int32),
+                                      jnp.asarray(j_idx, jnp.int32))
+  top, top_scores = _smallest_three(log_pi - logits)
+  # After the swap, position c holds pi_j and position j holds pi_c.
+  score_at_c = jnp.take(log_pi, j_idx, axis=1) - jnp.take(logits, c_idx, axis=1)
+  score_at_j = jnp.take(log_pi, c_idx, axis=1) - jnp.take(logits, j_idx, axis=1)
+  return _resolve(top, top_scores, c_idx, j_idx, score_at_c, score_at_j)
 
 
 def pseudo_actions(log_pi: Array, logits: Array) -> Array:
   r"""All pseudo actions, ``[K, C, C]`` with entry ``[k, c, j]`` = :math:`z_k^{c \rightleftharpoons j}`.
 
-  O(K C^2). The matrix is symmetric in (c, j) and its diagonal is z.
+  O(K C^2), by broadcasting rather than gathering. The matrix is symmetric in
+  (c, j) and its diagonal is z.
   """
   num_cats = logits.shape[1]
   idx = jnp.arange(num_cats, dtype=jnp.int32)
-  return swap_argmin(log_pi, logits, idx[:, None], idx[None, :])
+  top, top_scores = _smallest_three(log_pi - logits)
+  score_at_c = log_pi[:, None, :] - logits[:, :, None]      # [K, c, j]
+  score_at_j = log_pi[:, :, None] - logits[:, None, :]
+  return _resolve(top, top_scores, idx[:, None], idx[None, :], score_at_c,
+                  score_at_j)
 
 
 def pseudo_actions_naive(log_pi: Array, logits: Array) -> Array:
