@@ -109,5 +109,9 @@ def expectation(key, logits, f: Callable[..., Array], *args,
   values = values.reshape(batch_shape)
   if not est.stateful:
     return values
-  new_state = jax.tree_util.tree_map(lambda s: jnp.mean(s, axis=0), states)
+  # Average the per-item updated states (keeping dtypes, e.g. Adam's int32
+  # step count). For RELAX this approximates one optimiser step on the batch
+  # mean of the squared estimate.
+  new_state = jax.tree_util.tree_map(
+      lambda s: jnp.mean(s, axis=0).astype(s.dtype), states)
   return values, new_state

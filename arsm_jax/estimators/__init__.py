@@ -11,7 +11,11 @@ enumeration.
 
 from arsm_jax.estimators import arsm as _arsm  # noqa: F401  (registers)
 from arsm_jax.estimators import exact as _exact  # noqa: F401
+from arsm_jax.estimators import loo as _loo  # noqa: F401
+from arsm_jax.estimators import multi as _multi  # noqa: F401
 from arsm_jax.estimators import reinforce as _reinforce  # noqa: F401
+from arsm_jax.estimators import relax as _relax  # noqa: F401
+from arsm_jax.estimators import relaxed as _relaxed  # noqa: F401
 from arsm_jax.estimators.base import (  # noqa: F401
     Estimator,
     EstimatorOutput,

@@ -46,8 +46,28 @@ def _zero_masked(grad: Array, logits: Array) -> Array:
   return jnp.where(jnp.isneginf(logits), jnp.zeros_like(grad), grad)
 
 
+def _distinct_rows(rows: Array, capacity: int):
+  """Distinct rows of an int array ``[N, K]`` with a static capacity.
+
+  Returns:
+    ``(unique, inverse, count)``: ``unique`` ``[capacity, K]`` holds the
+    distinct rows in sorted order (unused slots repeat ``rows[-1]``),
+    ``rows == unique[inverse]`` whenever ``count <= capacity``.
+  """
+  order = jnp.lexsort(rows.T[::-1])                         # sort rows
+  ordered = rows[order]
+  is_new = jnp.concatenate(
+      [jnp.ones((1,), bool), jnp.any(ordered[1:] != ordered[:-1], axis=1)])
+  group = jnp.cumsum(is_new) - 1                            # [N]
+  inverse = jnp.zeros_like(group).at[order].set(group)
+  unique = jnp.broadcast_to(rows[-1], (capacity,) + rows.shape[1:])
+  unique = unique.at[group].set(ordered, mode="drop")
+  return unique, inverse, group[-1] + 1
+
+
 def arsm(key, logits: Array, f: base.Objective, *,
-         eval_batch_size: Optional[int] = None) -> base.EstimatorOutput:
+         eval_batch_size: Optional[int] = None,
+         max_distinct: Optional[int] = None) -> base.EstimatorOutput:
   r"""Augment-REINFORCE-swap-merge: one Dirichlet draw, all C(C-1)/2 swaps.
 
   Args:
@@ -57,13 +77,23 @@ def arsm(key, logits: Array, f: base.Objective, *,
     eval_batch_size: evaluate f on the pseudo vectors in chunks of this size
       (``lax.map``) instead of all at once (``vmap``), to bound memory at
       large C.
+    max_distinct: evaluation saving for expensive f (K > 1): evaluate f only
+      on the distinct pseudo vectors, in a buffer of this static size. When a
+      draw has more distinct vectors than that, it falls back to evaluating
+      all pairs, so the estimate is always the same as without the option.
+      Under ``vmap`` f runs on all ``max_distinct`` slots (unused ones hold a
+      copy of z); ``num_evals`` reports the distinct count.
 
   Returns:
     An :class:`~arsm_jax.estimators.base.EstimatorOutput`; ``num_evals`` is 1
     when every pseudo vector equals z (the estimate is then exactly zero and
     the pair evaluations are skipped), else ``C(C-1)/2 + 1`` (``C`` when
-    K = 1, where f is tabulated on the C categories instead).
+    K = 1, where f is tabulated on the C categories instead; the number of
+    distinct pseudo vectors with ``max_distinct``).
   """
+  if max_distinct is not None and int(max_distinct) < 1:
+    raise ValueError(f"arsm: max_distinct must be >= 1 or None; got "
+                     f"{max_distinct}.")
   dtype = logits.dtype
   num_dims, num_cats = logits.shape
   aug = swap.augment(key, logits)
@@ -78,29 +108,44 @@ def arsm(key, logits: Array, f: base.Objective, *,
     def evaluate(_):
       table = base.evaluate_many(f, jnp.eye(num_cats, dtype=dtype)[:, None],
                                  dtype, eval_batch_size)    # [C]
-      return table[pv[0]], table[aug.z[0]]
+      return table[pv[0]], table[aug.z[0]], jnp.asarray(num_cats, jnp.int32)
 
-    num_full = num_cats
   else:
-    def evaluate(_):
-      pairs = jnp.concatenate([pv[:, rows, cols], aug.z[:, None]], axis=1)
-      onehots = _onehot(pairs.T, num_cats, dtype)           # [M + 1, K, C]
-      values = base.evaluate_many(f, onehots, dtype, eval_batch_size)
-      return values[pair_index], values[-1]                 # [C, C], f(z)
-
     num_full = rows.size + 1
+    # Pseudo vectors of the upper pairs, then z: [M + 1, K].
+    pairs = jnp.concatenate([pv[:, rows, cols], aug.z[:, None]], axis=1).T
+
+    def evaluate_all(_):
+      values = base.evaluate_many(f, _onehot(pairs, num_cats, dtype), dtype,
+                                  eval_batch_size)          # [M + 1]
+      return values, jnp.asarray(num_full, jnp.int32)
+
+    def evaluate_distinct(_):
+      unique, inverse, count = _distinct_rows(pairs, int(max_distinct))
+
+      def dedup(_):
+        values = base.evaluate_many(f, _onehot(unique, num_cats, dtype), dtype,
+                                    eval_batch_size)        # [capacity]
+        return values[inverse], count.astype(jnp.int32)
+
+      return jax.lax.cond(count > int(max_distinct), evaluate_all, dedup, None)
+
+    def evaluate(_):
+      values, n = (evaluate_all if max_distinct is None else
+                   evaluate_distinct)(None)
+      return values[pair_index], values[-1], n              # [C, C], f(z)
 
   def skip(_):
     f_z = base.call_objective(f, onehot_z, dtype)
-    return jnp.broadcast_to(f_z, (num_cats, num_cats)), f_z
+    return (jnp.broadcast_to(f_z, (num_cats, num_cats)), f_z,
+            jnp.asarray(1, jnp.int32))
 
   # F[c, j] = f(z^{c<->j}); f is evaluated only on z when every swap gives z.
-  f_matrix, f_z = jax.lax.cond(all_same, skip, evaluate, None)
+  f_matrix, f_z, num_evals = jax.lax.cond(all_same, skip, evaluate, None)
   centred = f_matrix - jnp.mean(f_matrix, axis=0, keepdims=True)
   weights = 1.0 / num_cats - aug.pi                         # [K, C] over j
   grad = weights @ centred.T                                # [K, C] over c
   grad = _zero_masked(grad, logits)
-  num_evals = jnp.where(all_same, 1, num_full).astype(jnp.int32)
   samples, w = _single(onehot_z, dtype)
   return base.EstimatorOutput(grad, samples, w, f_z, num_evals)
 

@@ -87,10 +87,11 @@ def validate_config(config) -> list[str]:
         f"num_iterations ({config.num_iterations}) must be a multiple of "
         f"variance_every ({config.variance_every}).")
   names = _estimator_list(config)
+  known = set(estimators.names())
   for name in config.learning_rates:
-    if name not in names:
-      raise ValueError(f"learning_rates names {name!r}, which is not in "
-                       f"config.estimators ({names}).")
+    if name not in known:
+      raise ValueError(f"learning_rates names {name!r}, which is not a "
+                       f"registered estimator; known: {sorted(known)}.")
   return names
 
 

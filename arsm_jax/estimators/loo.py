@@ -1,0 +1,73 @@
+r"""REINFORCE with the leave-one-out baseline (RLOO) over n draws.
+
+With :math:`z^{(1)}, \dots, z^{(n)}` drawn independently from
+:math:`\mathrm{Cat}(\mathrm{softmax}(\phi))`,
+
+.. math::
+
+  g = \frac1n \sum_{i=1}^n \Big(f(z^{(i)}) - \frac{1}{n-1}\sum_{j \ne i} f(z^{(j)})\Big)
+      \nabla_\phi \log q_\phi(z^{(i)}),
+  \qquad \nabla_\phi \log q_\phi(z) = \mathrm{onehot}(z) - \mathrm{softmax}(\phi).
+
+Each draw's baseline uses only the other draws, so it is independent of that
+draw and the estimate stays unbiased. It costs n evaluations of f; Dong, Mnih
+and Tucker (2021) found it matches or beats ARSM at equal evaluations.
+
+References:
+  Kool, van Hoof and Welling. Buy 4 REINFORCE samples, get a baseline for
+  free! ICLR workshop 2019.
+  Dong, Mnih and Tucker. Coupled gradient estimators for discrete latent
+  variables. NeurIPS 2021.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from arsm_jax.estimators import base
+
+Array = jax.Array
+
+
+def check_count(value, name: str, who: str, minimum: int) -> int:
+  """Checks that a count setting is an integer >= ``minimum``; returns it."""
+  if isinstance(value, bool) or int(value) != value or value < minimum:
+    raise ValueError(
+        f"{who}: {name} must be an integer >= {minimum}; got {value!r}.")
+  return int(value)
+
+
+def reinforce_loo(key, logits: Array, f: base.Objective, *,
+                  num_samples: int = 2) -> base.EstimatorOutput:
+  r"""Leave-one-out REINFORCE from ``num_samples`` independent draws.
+
+  Args:
+    key: PRNG key.
+    logits: ``[K, C]``.
+    f: objective on one-hot ``[K, C]`` arrays.
+    num_samples: n >= 2 draws (and evaluations of f).
+
+  Returns:
+    An :class:`~arsm_jax.estimators.base.EstimatorOutput` with the n samples
+    ``[n, K, C]``, weights ``1/n`` each, ``value`` the mean of the n values and
+    ``num_evals = n``.
+  """
+  n = check_count(num_samples, "num_samples", "reinforce_loo", 2)
+  dtype = logits.dtype
+  num_dims, num_cats = logits.shape
+  z = jax.random.categorical(key, logits, axis=-1, shape=(n, num_dims))  # [n, K]
+  onehots = jax.nn.one_hot(z, num_cats, dtype=dtype)         # [n, K, C]
+  values = base.evaluate_many(f, onehots, dtype)             # [n]
+  baselines = (jnp.sum(values) - values) / (n - 1)           # [n]
+  scores = onehots - jax.nn.softmax(logits, axis=-1)         # [n, K, C]
+  grad = jnp.einsum("n,nkc->kc", values - baselines, scores) / n
+  weights = jnp.full((n,), 1.0 / n, dtype)
+  return base.EstimatorOutput(grad, onehots, weights, jnp.mean(values),
+                              jnp.asarray(n, jnp.int32))
+
+
+base.register(
+    "reinforce_loo", reinforce_loo, unbiased=True,
+    description="REINFORCE with a leave-one-out baseline over num_samples "
+    "draws (default 2), num_samples evaluations.")
