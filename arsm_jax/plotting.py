@@ -24,6 +24,7 @@ COLORS = {
     "reinmax": "tab:olive",
     "relax": "tab:brown",
     "a2c": "tab:gray",
+    "reinforce_ma": "navy",
 }
 
 

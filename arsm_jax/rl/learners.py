@@ -1,0 +1,618 @@
+r"""Policy-gradient learners: ARSM with counterfactual rollouts, A2C, REINFORCE.
+
+All learners maximise the expected discounted return of an episode. One
+episode is collected per update with a fixed-capacity ``lax.while_loop``
+(buffers of length ``max_steps``, stopped when the episode ends), so every
+function here is pure, ``jit``-able and ``vmap``-able over seeds.
+
+**ARSM** (Yin, Yue and Zhou 2019, section 3 of the notes). The action at step
+t is drawn by the augmentation, :math:`a_t = \arg\min_i(\log\varpi_{ti} -
+\phi_{ti})`, :math:`\varpi_t \sim \mathrm{Dir}(1_C)`, and the gradient with
+respect to the step's logits is ARSM with :math:`f(a) = Q(s_t, a)`:
+
+.. math::
+
+  g_{tc} = \sum_j \Big[Q(s_t, a_t^{c\rightleftharpoons j})
+           - \tfrac1C \sum_m Q(s_t, a_t^{m\rightleftharpoons j})\Big]
+           \big(\tfrac1C - \varpi_{tj}\big).
+
+``Q(s_t, a_t)`` is the observed discounted return-to-go ``G_t``; for every
+*distinct* pseudo action ``b != a_t`` one rollout from the visited state
+``s_t`` (first action b, then the current policy until the episode ends or
+reaches the step cap) estimates ``Q(s_t, b)``. Since the formula is unchanged
+by subtracting ``G_t`` from every Q, the rollouts accumulate
+``Q(s_t, b) - G_t`` reward by reward against the episode (see
+:func:`rollout`), which keeps float32 rounding out of the gradient. Steps
+whose pseudo actions all equal ``a_t`` have :math:`g_t = 0` exactly and cost
+nothing. The policy parameters get
+:math:`\sum_t \partial\phi_t/\partial\theta \cdot g_t` through the surrogate
+:math:`\sum_t \mathrm{sg}(g_t)\cdot\phi_t(\theta)` (the usual
+:math:`\gamma^t` factor of the discounted policy-gradient theorem is dropped,
+as the authors and most A2C code do).
+
+**The rollout cap.** With ``max_rollouts = R > 0`` at most
+``S = max(1, R // (C - 1))`` steps get rollouts (each such step needs at most
+``C - 1`` rollouts, so an episode never does more than ``max(R, C - 1)``).
+Call a step *eligible* if it has a pseudo action different from ``a_t``, and
+let N be the number of eligible steps. If ``N <= S`` every eligible step gets
+its rollouts (nothing is dropped). Otherwise S eligible steps are drawn
+uniformly without replacement (independently of everything else) and each
+chosen step's :math:`g_t` is multiplied by ``N / S``. Given the episode and
+the Dirichlet draws each eligible step is chosen with probability ``S / N``,
+and the selection is independent of the rollouts, so this Horvitz-Thompson
+reweighting keeps the estimate unbiased (the tabular-MDP test checks it with
+the cap binding); it adds variance when the cap binds. With ``R <= 0``
+(uncapped) every eligible step gets its rollouts. For CartPole (C = 2) the
+cap is exactly R rollouts, i.e. 16 as published; for Acrobot (C = 3) it is 8
+steps, at most 16 rollouts.
+
+**A2C**: advantage actor-critic, a learned value function :math:`V` (a
+separate MLP of the same shape), advantages by GAE(:math:`\lambda`) over the
+episode, critic regressed onto :math:`\hat A_t + V(s_t)`. With
+:math:`\lambda = 1` the advantage is the Monte-Carlo return minus
+:math:`V(s_t)`.
+
+**REINFORCE with a moving-average baseline** (``reinforce_ma``): score
+function with advantage :math:`G_t - b`, where b is an exponential moving
+average of the per-episode mean return-to-go.
+
+Episode-end conventions: the step cap is a time limit that belongs to the
+state (rollouts from step t stop at the same cap), and returns are not
+bootstrapped beyond it, so Q and V are those of the finite-horizon problem.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from arsm_jax import envs as envs_lib
+from arsm_jax.estimators import swap
+from arsm_jax.models import policy as policy_lib
+
+Array = jax.Array
+ApplyFn = Callable[[Any, Array], Array]
+
+LEARNERS = ("arsm", "a2c", "reinforce_ma")
+
+
+class Episode(NamedTuple):
+  """One episode in fixed-size buffers (entries at ``t >= length`` are zero).
+
+  Attributes:
+    obs: ``[T, *obs_shape]`` observation before the action at step t.
+    states: pytree of ``[T, ...]`` environment states before step t.
+    actions: ``[T]`` int32 actions.
+    rewards: ``[T]`` rewards.
+    pi: ``[T, C]`` the Dirichlet draws that chose the actions.
+    log_pi: ``[T, C]``.
+    logits: ``[T, C]`` policy logits at step t.
+    mask: ``[T]`` True for steps of the episode.
+    returns: ``[T]`` discounted return-to-go.
+    length: number of steps.
+  """
+
+  obs: Array
+  states: Any
+  actions: Array
+  rewards: Array
+  pi: Array
+  log_pi: Array
+  logits: Array
+  mask: Array
+  returns: Array
+  length: Array
+
+
+def step_keys(key, t):
+  """Action and environment keys of step t (same in episodes and rollouts)."""
+  return jax.random.split(jax.random.fold_in(key, t))
+
+
+def discounted_returns(rewards: Array, mask: Array, gamma: float) -> Array:
+  """Return-to-go ``G_t = r_t + gamma G_{t+1}`` over the masked steps."""
+
+  def back(g_next, x):
+    r, m = x
+    g = jnp.where(m, r + gamma * g_next, 0.0)
+    return g, g
+
+  _, g = jax.lax.scan(back, jnp.zeros((), rewards.dtype), (rewards, mask),
+                      reverse=True)
+  return g
+
+
+def replay_key(key: Array) -> Array:
+  """The key with which :func:`rollout` replays the episode drawn with ``key``.
+
+  A rollout from the visited state ``ep.states[t]`` at step t, with first
+  action ``ep.actions[t]`` and this key, draws the same actions and
+  environment noise as the episode and so returns ``ep.returns[t]``.
+  """
+  return jax.random.split(key)[1]
+
+
+def collect_episode(env: envs_lib.JaxEnv, apply_fn: ApplyFn, params, key,
+                    gamma: float) -> Episode:
+  """Runs one episode with actions drawn by the Dirichlet augmentation.
+
+  The action and environment keys of step t are
+  ``step_keys(replay_key(key), t)``, the scheme :func:`rollout` uses.
+  """
+  num_steps = env.max_steps
+  num_actions = env.num_actions
+  k_reset = jax.random.split(key)[0]
+  k_steps = replay_key(key)
+  obs0, state0 = env.reset(k_reset)
+
+  def buf(x):
+    x = jnp.asarray(x)
+    return jnp.zeros((num_steps,) + x.shape, x.dtype)
+
+  bufs = Episode(
+      obs=buf(obs0),
+      states=jax.tree_util.tree_map(buf, state0),
+      actions=jnp.zeros((num_steps,), jnp.int32),
+      rewards=jnp.zeros((num_steps,), jnp.float32),
+      pi=jnp.zeros((num_steps, num_actions), jnp.float32),
+      log_pi=jnp.zeros((num_steps, num_actions), jnp.float32),
+      logits=jnp.zeros((num_steps, num_actions), jnp.float32),
+      mask=jnp.zeros((num_steps,), bool),
+      returns=jnp.zeros((num_steps,), jnp.float32),
+      length=jnp.zeros((), jnp.int32))
+
+  def cond(carry):
+    t, _, _, done, _ = carry
+    return jnp.logical_and(~done, t < num_steps)
+
+  def body(carry):
+    t, obs, state, _, b = carry
+    k_act, k_env = step_keys(k_steps, t)
+    logits = apply_fn(params, obs).astype(jnp.float32)      # [C]
+    aug = swap.augment(k_act, logits[None])
+    action = aug.z[0]
+    next_obs, next_state, reward, terminated = env.step(k_env, state, action)
+    b = b._replace(
+        obs=b.obs.at[t].set(obs),
+        states=jax.tree_util.tree_map(lambda bb, x: bb.at[t].set(x),
+                                      b.states, state),
+        actions=b.actions.at[t].set(action),
+        rewards=b.rewards.at[t].set(reward),
+        pi=b.pi.at[t].set(aug.pi[0]),
+        log_pi=b.log_pi.at[t].set(aug.log_pi[0]),
+        logits=b.logits.at[t].set(logits),
+        mask=b.mask.at[t].set(True),
+        length=t + 1)
+    return t + 1, next_obs, next_state, terminated, b
+
+  init = (jnp.zeros((), jnp.int32), obs0, state0, jnp.zeros((), bool), bufs)
+  _, _, _, _, ep = jax.lax.while_loop(cond, body, init)
+  return ep._replace(returns=discounted_returns(ep.rewards, ep.mask, gamma))
+
+
+def rollout(env: envs_lib.JaxEnv, apply_fn: ApplyFn, params, key, state,
+            t: Array, action: Array, gamma: float, active: Array = True,
+            reference: Optional[Episode] = None) -> tuple[Array, Array]:
+  r"""Discounted return of taking ``action`` in ``state`` at step ``t``.
+
+  After the first action the current policy acts (its draw at step t' uses
+  ``step_keys(key, t')``, as in :func:`collect_episode`) until termination
+  or the step cap.
+
+  With ``reference`` (the episode that visited ``state``) the rollout returns
+  the *difference* :math:`Q(s_t, b) - G_t` with the episode's return-to-go,
+  accumulated step by step as :math:`\sum_k \gamma^k (r^b_{t+k} -
+  r_{t+k})` (minus the discounted rest of the episode if the rollout ends
+  first). Where the rollout's rewards equal the episode's (Acrobot's -1 per
+  step, CartPole's +1) the difference is then exactly zero instead of the
+  float32 rounding error between two long sums; Adam would otherwise turn
+  that systematic rounding error into full-size steps.
+
+  Args:
+    env: the environment.
+    apply_fn: ``apply_fn(params, obs) -> logits [C]``.
+    params: policy parameters.
+    key: rollout key.
+    state: environment state before step t.
+    t: step index of ``state`` in its episode.
+    action: first action.
+    gamma: discount.
+    active: when False nothing is simulated (used for the unused slots of a
+      fixed-size batch of rollouts; their value is meaningless).
+    reference: the episode to measure the return against, or None.
+
+  Returns:
+    ``(discounted return or its difference with the episode's, number of
+    environment steps taken)``.
+  """
+  num_steps = env.max_steps
+
+  def cond(carry):
+    t_, *_, done, _ = carry
+    return jnp.logical_and(~done, t_ < num_steps)
+
+  def body(carry):
+    t_, state_, action_, ret, disc, _, n = carry
+    _, k_env = step_keys(key, t_)
+    obs, state_, reward, terminated = env.step(k_env, state_, action_)
+    if reference is not None:
+      reward = reward - reference.rewards[t_]
+    ret = ret + disc * reward
+    k_act, _ = step_keys(key, t_ + 1)
+    logits = apply_fn(params, obs).astype(jnp.float32)
+    next_action = swap.augment(k_act, logits[None]).z[0]
+    return (t_ + 1, state_, next_action, ret, disc * gamma, terminated, n + 1)
+
+  init = (jnp.asarray(t, jnp.int32), state, jnp.asarray(action, jnp.int32),
+          jnp.zeros((), jnp.float32), jnp.ones((), jnp.float32),
+          ~jnp.asarray(active, bool), jnp.zeros((), jnp.int32))
+  t_end, _, _, ret, disc, _, n = jax.lax.while_loop(cond, body, init)
+  if reference is not None:
+    rest = jnp.where(t_end < num_steps,
+                     reference.returns[jnp.minimum(t_end, num_steps - 1)], 0.0)
+    ret = ret - disc * rest
+  return ret, n
+
+
+def step_pseudo_actions(log_pi: Array, logits: Array) -> Array:
+  """``[T, C, C]`` pseudo actions of every step (K = 1 per step)."""
+  return jax.vmap(lambda lp, lg: swap.pseudo_actions(lp[None], lg[None])[0])(
+      log_pi, logits)
+
+
+def arsm_step_gradient(q_values: Array, pseudo: Array, pi: Array) -> Array:
+  r"""ARSM gradient w.r.t. one step's logits from action values.
+
+  Args:
+    q_values: ``[C]`` estimates of :math:`Q(s_t, b)`; only the entries of
+      actions that appear in ``pseudo`` are used.
+    pseudo: ``[C, C]`` pseudo actions :math:`a^{c\rightleftharpoons j}`.
+    pi: ``[C]`` the Dirichlet draw.
+
+  Returns:
+    ``[C]``: :math:`\sum_j (F_{cj} - \bar F_{\cdot j})(1/C - \pi_j)`.
+  """
+  num_actions = pi.shape[-1]
+  f = q_values[pseudo]                                      # [C, C] = F[c, j]
+  centred = f - jnp.mean(f, axis=0, keepdims=True)
+  return centred @ (1.0 / num_actions - pi)
+
+
+def rollout_capacity(max_steps: int, num_actions: int,
+                     max_rollouts: int) -> int:
+  """Number of step slots with rollouts per episode (see the module doc)."""
+  if max_rollouts <= 0:
+    return max_steps
+  return min(max_steps, max(1, max_rollouts // (num_actions - 1)))
+
+
+class RolloutPlan(NamedTuple):
+  """An episode and the rollouts ARSM needs from it (``S`` step slots).
+
+  Attributes:
+    episode: the :class:`Episode`.
+    idx: ``[S]`` steps given rollout slots.
+    weight: ``[S]`` Horvitz-Thompson weight of each slot (0 if unused).
+    pseudo: ``[S, C, C]`` pseudo actions of those steps.
+    actions: ``[S, C-1]`` the actions other than the taken one.
+    active: ``[S, C-1]`` which of them need a rollout.
+    starts: pytree of ``[S, ...]`` visited states to roll out from.
+    keys: ``[S, C-1, 2]`` rollout keys.
+    eligible_steps: number of steps with a pseudo action != the action.
+  """
+
+  episode: Episode
+  idx: Array
+  weight: Array
+  pseudo: Array
+  actions: Array
+  active: Array
+  starts: Any
+  keys: Array
+  eligible_steps: Array
+
+
+def plan_rollouts(ep: Episode, key, *, max_rollouts: int,
+                  rollout_key: Optional[Array] = None) -> RolloutPlan:
+  """Picks the steps and pseudo actions of an episode to roll out.
+
+  See the module doc for which steps get rollouts when the cap binds.
+
+  Args:
+    ep: the episode.
+    key: PRNG key for the selection and (without ``rollout_key``) for the
+      rollouts, one independent key each.
+    max_rollouts: the cap (<= 0: uncapped).
+    rollout_key: if given, every rollout uses this key (common random
+      numbers; pass ``replay_key`` of the episode's key).
+  """
+  num_steps, num_actions = ep.logits.shape
+  k_sel, k_roll = jax.random.split(key)
+  pseudo = step_pseudo_actions(ep.log_pi, ep.logits)        # [T, C, C]
+  offsets = 1 + jnp.arange(num_actions - 1, dtype=jnp.int32)
+  others = (ep.actions[:, None] + offsets) % num_actions    # [T, C-1]
+  need = jnp.any(pseudo[:, None, :, :] == others[:, :, None, None],
+                 axis=(-2, -1)) & ep.mask[:, None]          # [T, C-1]
+  eligible = jnp.any(need, axis=-1)                         # [T]
+  num_eligible = jnp.sum(eligible)
+
+  capacity = rollout_capacity(num_steps, num_actions, max_rollouts)
+  if capacity >= num_steps:
+    idx = jnp.arange(num_steps)
+    chosen = eligible
+    weight = chosen.astype(jnp.float32)
+  else:
+    u = jax.random.uniform(k_sel, (num_steps,))
+    _, idx = jax.lax.top_k(jnp.where(eligible, u, -1.0), capacity)  # [S]
+    chosen = eligible[idx]
+    num_chosen = jnp.minimum(num_eligible, capacity)
+    scale = num_eligible / jnp.maximum(num_chosen, 1)
+    weight = jnp.where(chosen, scale, 0.0).astype(jnp.float32)
+
+  num_slots = idx.shape[0] * (num_actions - 1)
+  if rollout_key is None:
+    keys = jax.random.split(k_roll, num_slots)
+  else:
+    keys = jnp.broadcast_to(rollout_key, (num_slots,) + rollout_key.shape)
+  return RolloutPlan(
+      episode=ep, idx=idx, weight=weight, pseudo=pseudo[idx],
+      actions=others[idx], active=need[idx] & chosen[:, None],
+      starts=jax.tree_util.tree_map(lambda x: x[idx], ep.states),
+      keys=keys.reshape((idx.shape[0], num_actions - 1) + keys.shape[1:]),
+      eligible_steps=num_eligible.astype(jnp.int32))
+
+
+def arsm_plan(env: envs_lib.JaxEnv, apply_fn: ApplyFn, params, key, *,
+              gamma: float, max_rollouts: int,
+              common_random_numbers: bool = False) -> RolloutPlan:
+  """Collects an episode and picks the steps and pseudo actions to roll out.
+
+  With ``common_random_numbers`` every rollout draws its later actions with
+  the episode's own keys (:func:`replay_key`), so a pseudo action's rollout
+  and the observed continuation differ through the first action rather than
+  through independent noise. Still unbiased: the keys of steps after t are
+  independent of step t's Dirichlet draw, and the capped selection is
+  independent of all rollouts.
+  """
+  k_ep, k_plan = jax.random.split(key)
+  ep = collect_episode(env, apply_fn, params, k_ep, gamma)
+  return plan_rollouts(
+      ep, k_plan, max_rollouts=max_rollouts,
+      rollout_key=replay_key(k_ep) if common_random_numbers else None)
+
+
+def vmapped_rollouts(env: envs_lib.JaxEnv, apply_fn: ApplyFn, params,
+                     plan: RolloutPlan, gamma: float) -> tuple[Array, Array]:
+  """All of a plan's rollouts at once: ``vmap`` over (step, action) pairs.
+
+  Returns:
+    ``[S, C-1]`` differences ``Q(s_t, b) - G_t`` (see :func:`rollout` with a
+    ``reference``) and ``[S, C-1]`` numbers of environment steps.
+  """
+
+  def one(k, state, t, b, act):
+    return rollout(env, apply_fn, params, k, state, t, b, gamma, act,
+                   reference=plan.episode)
+
+  over_actions = jax.vmap(one, in_axes=(0, None, None, 0, 0))
+  return jax.vmap(over_actions)(plan.keys, plan.starts, plan.idx,
+                                plan.actions, plan.active)
+
+
+def arsm_finish(apply_fn: ApplyFn, params, plan: RolloutPlan,
+                q_minus_g: Array, steps: Array) -> tuple[Any, dict[str, Array]]:
+  """The policy gradient from a plan and its rollouts.
+
+  Args:
+    apply_fn: the policy.
+    params: its parameters.
+    plan: the :class:`RolloutPlan`.
+    q_minus_g: ``[S, C-1]`` rollout estimates of ``Q(s_t, b) - G_t`` for the
+      plan's ``actions`` (ARSM's centred values are unchanged by subtracting
+      the same ``G_t`` from every entry, and the taken action's entry is
+      then exactly 0).
+    steps: ``[S, C-1]`` environment steps of each rollout.
+  """
+  ep = plan.episode
+  num_slots, num_actions = plan.pseudo.shape[:2]
+  q = jnp.zeros((num_slots, num_actions), jnp.float32)
+  rows = jnp.arange(num_slots)[:, None]
+  q = q.at[rows, plan.actions].set(
+      jnp.where(plan.active, q_minus_g, 0.0))               # [S, C]
+  g = jax.vmap(arsm_step_gradient)(q, plan.pseudo, ep.pi[plan.idx])
+  g = jax.lax.stop_gradient(g * plan.weight[:, None])       # [S, C]
+  obs = ep.obs[plan.idx]
+
+  def surrogate(p):
+    logits = jax.vmap(lambda o: apply_fn(p, o))(obs)       # [S, C]
+    return jnp.sum(g * logits)
+
+  grads = jax.grad(surrogate)(params)
+  rollout_steps = jnp.sum(jnp.where(plan.active, steps, 0))
+  info = {
+      "reward": jnp.sum(ep.rewards),
+      "length": ep.length,
+      "num_rollouts": jnp.sum(plan.active).astype(jnp.int32),
+      "rollout_steps": rollout_steps,
+      "env_steps": ep.length + rollout_steps,
+      "eligible_steps": plan.eligible_steps,
+  }
+  return grads, info
+
+
+def arsm_policy_gradient(env: envs_lib.JaxEnv, apply_fn: ApplyFn, params, key,
+                         *, gamma: float, max_rollouts: int,
+                         common_random_numbers: bool = False
+                         ) -> tuple[Any, dict[str, Array]]:
+  """One ARSM estimate of the policy gradient from one episode.
+
+  :func:`arsm_plan`, then :func:`vmapped_rollouts`, then :func:`arsm_finish`.
+
+  Returns:
+    ``(grads, info)``: ``grads`` is shaped like ``params`` and estimates the
+    gradient of the expected return (ascent direction); ``info`` has the
+    episode's ``reward`` and ``length``, ``num_rollouts``, ``rollout_steps``
+    and ``env_steps`` (episode plus rollout steps), ``eligible_steps``.
+  """
+  plan = arsm_plan(env, apply_fn, params, key, gamma=gamma,
+                   max_rollouts=max_rollouts,
+                   common_random_numbers=common_random_numbers)
+  returns, steps = vmapped_rollouts(env, apply_fn, params, plan, gamma)
+  return arsm_finish(apply_fn, params, plan, returns, steps)
+
+
+def _log_probs_taken(apply_fn, params, ep: Episode) -> Array:
+  logits = jax.vmap(lambda o: apply_fn(params, o))(ep.obs)  # [T, C]
+  logp = jax.nn.log_softmax(logits.astype(jnp.float32))
+  return jnp.take_along_axis(logp, ep.actions[:, None], axis=1)[:, 0]
+
+
+def _episode_info(ep: Episode) -> dict[str, Array]:
+  zero = jnp.zeros((), jnp.int32)
+  return {"reward": jnp.sum(ep.rewards), "length": ep.length,
+          "num_rollouts": zero, "rollout_steps": zero,
+          "env_steps": ep.length, "eligible_steps": zero}
+
+
+def score_function_gradient(apply_fn: ApplyFn, params, ep: Episode,
+                            advantages: Array) -> Any:
+  r"""``grad_theta sum_t sg(A_t) log pi(a_t | s_t)`` over the episode."""
+  adv = jax.lax.stop_gradient(jnp.where(ep.mask, advantages, 0.0))
+  return jax.grad(
+      lambda p: jnp.sum(adv * _log_probs_taken(apply_fn, p, ep)))(params)
+
+
+def gae_advantages(ep: Episode, values: Array, gamma: float,
+                   lam: float) -> Array:
+  r"""GAE(:math:`\lambda`) advantages; no bootstrap past the episode's end."""
+  next_values = jnp.where(jnp.roll(ep.mask, -1).at[-1].set(False),
+                          jnp.roll(values, -1), 0.0)
+  deltas = jnp.where(ep.mask, ep.rewards + gamma * next_values - values, 0.0)
+  return discounted_returns(deltas, ep.mask, gamma * lam)
+
+
+class TrainState(NamedTuple):
+  """Per-seed training state (a pytree; ``vmap`` over seeds).
+
+  Attributes:
+    params: policy parameters.
+    opt_state: the policy's Adam state.
+    critic_params: A2C's value-function parameters (``()`` otherwise).
+    critic_opt_state: its Adam state (``()`` otherwise).
+    baseline: REINFORCE's moving-average baseline (0 otherwise).
+  """
+
+  params: Any
+  opt_state: Any
+  critic_params: Any
+  critic_opt_state: Any
+  baseline: Array
+
+
+@dataclasses.dataclass(frozen=True)
+class Learner:
+  """A learner: pure functions of a :class:`TrainState` and a key.
+
+  Attributes:
+    name: learner name.
+    env: the environment.
+    init: ``init(key) -> TrainState``.
+    estimate: ``estimate(state, key) -> (policy_grad, info)``: one estimate
+      of the policy gradient (ascent direction) from one fresh episode, used
+      for the gradient-variance measurements.
+    update: ``update(state, key) -> (state, info)``: one training episode.
+  """
+
+  name: str
+  env: envs_lib.JaxEnv
+  init: Callable[[Array], TrainState]
+  estimate: Callable[[TrainState, Array], tuple[Any, dict[str, Array]]]
+  update: Callable[[TrainState, Array], tuple[TrainState, dict[str, Array]]]
+
+
+def make_learner(name: str, env: envs_lib.JaxEnv, *, learning_rate: float,
+                 gamma: float, max_rollouts: int = 16,
+                 hidden: tuple[int, ...] = (10, 10),
+                 critic_learning_rate: float = 0.03, gae_lambda: float = 0.95,
+                 baseline_decay: float = 0.9,
+                 common_random_numbers: bool = False) -> Learner:
+  """Builds learner ``name`` (one of :data:`LEARNERS`) for ``env``."""
+  if name not in LEARNERS:
+    raise ValueError(f"Unknown learner {name!r}; known: {', '.join(LEARNERS)}.")
+  net = policy_lib.policy(env.num_actions, hidden)
+  critic = policy_lib.Value(hidden=tuple(hidden))
+  tx = optax.adam(learning_rate)
+  critic_tx = optax.adam(critic_learning_rate)
+  apply_fn = net.apply
+  dummy = jnp.zeros(env.obs_shape, jnp.float32)
+
+  def init(key):
+    k_pol, k_val = jax.random.split(key)
+    params = net.init(k_pol, dummy)
+    critic_params, critic_opt = (), ()
+    if name == "a2c":
+      critic_params = critic.init(k_val, dummy)
+      critic_opt = critic_tx.init(critic_params)
+    return TrainState(params, tx.init(params), critic_params, critic_opt,
+                      jnp.zeros((), jnp.float32))
+
+  def ascend(state, grads):
+    neg = jax.tree_util.tree_map(jnp.negative, grads)
+    updates, opt_state = tx.update(neg, state.opt_state, state.params)
+    return state._replace(params=optax.apply_updates(state.params, updates),
+                          opt_state=opt_state)
+
+  def estimate_and_aux(state, key):
+    """Policy gradient plus what ``update`` needs besides it."""
+    if name == "arsm":
+      grads, info = arsm_policy_gradient(env, apply_fn, state.params, key,
+                                         gamma=gamma, max_rollouts=max_rollouts,
+                                         common_random_numbers=(
+                                             common_random_numbers))
+      return grads, info, None
+    ep = collect_episode(env, apply_fn, state.params, key, gamma)
+    info = _episode_info(ep)
+    if name == "a2c":
+
+      def critic_loss(cp):
+        values = critic.apply(cp, ep.obs)                   # [T]
+        adv = gae_advantages(ep, jax.lax.stop_gradient(values), gamma,
+                             gae_lambda)
+        target = jax.lax.stop_gradient(adv + values)
+        err = jnp.where(ep.mask, target - values, 0.0)
+        return 0.5 * jnp.sum(err ** 2) / jnp.maximum(ep.length, 1), adv
+
+      (_, adv), critic_grads = jax.value_and_grad(critic_loss, has_aux=True)(
+          state.critic_params)
+      return score_function_gradient(apply_fn, state.params, ep, adv), info, (
+          critic_grads)
+    # reinforce_ma
+    adv = ep.returns - state.baseline
+    mean_return = jnp.sum(ep.returns) / jnp.maximum(ep.length, 1)
+    return score_function_gradient(apply_fn, state.params, ep, adv), info, (
+        mean_return)
+
+  def estimate(state, key):
+    grads, info, _ = estimate_and_aux(state, key)
+    return grads, info
+
+  def update(state, key):
+    grads, info, aux = estimate_and_aux(state, key)
+    new = ascend(state, grads)
+    if name == "a2c":
+      updates, copt = critic_tx.update(aux, state.critic_opt_state,
+                                       state.critic_params)
+      new = new._replace(
+          critic_params=optax.apply_updates(state.critic_params, updates),
+          critic_opt_state=copt)
+    elif name == "reinforce_ma":
+      new = new._replace(baseline=baseline_decay * state.baseline
+                         + (1.0 - baseline_decay) * aux)
+    return new, info
+
+  return Learner(name=name, env=env, init=init, estimate=estimate,
+                 update=update)
