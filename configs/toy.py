@@ -42,6 +42,8 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
       "relax": {"hidden_sizes": (10, 10), "cv_learning_rate": 1e-3},
       # Two draws, each the other's baseline (2 evaluations per iteration).
       "reinforce_loo": {"num_samples": 2},
+      # One draw at a time: evaluate only f(z) when every swap returns z.
+      "arsm": {"skip_if_all_equal": True},
   })
   # Measure gradient variance every this many iterations...
   config.variance_every = 100

@@ -67,7 +67,8 @@ def _distinct_rows(rows: Array, capacity: int):
 
 def arsm(key, logits: Array, f: base.Objective, *,
          eval_batch_size: Optional[int] = None,
-         max_distinct: Optional[int] = None) -> base.EstimatorOutput:
+         max_distinct: Optional[int] = None,
+         skip_if_all_equal: bool = False) -> base.EstimatorOutput:
   r"""Augment-REINFORCE-swap-merge: one Dirichlet draw, all C(C-1)/2 swaps.
 
   Args:
@@ -83,13 +84,18 @@ def arsm(key, logits: Array, f: base.Objective, *,
       all pairs, so the estimate is always the same as without the option.
       Under ``vmap`` f runs on all ``max_distinct`` slots (unused ones hold a
       copy of z); ``num_evals`` reports the distinct count.
+    skip_if_all_equal: when every pseudo vector equals z, evaluate f on z
+      alone (a ``lax.cond``). Worth it for an expensive f evaluated draw by
+      draw; leave it off when draws are vectorised (a minibatch under
+      ``vmap``), where the ``cond`` becomes a ``select`` that runs both
+      branches and copies everything f closes over once per item. Either
+      way the estimate is then exactly zero.
 
   Returns:
-    An :class:`~arsm_jax.estimators.base.EstimatorOutput`; ``num_evals`` is 1
-    when every pseudo vector equals z (the estimate is then exactly zero and
-    the pair evaluations are skipped), else ``C(C-1)/2 + 1`` (``C`` when
-    K = 1, where f is tabulated on the C categories instead; the number of
-    distinct pseudo vectors with ``max_distinct``).
+    An :class:`~arsm_jax.estimators.base.EstimatorOutput`; ``num_evals`` is
+    ``C(C-1)/2 + 1`` (``C`` when K = 1, where f is tabulated on the C
+    categories instead; the number of distinct pseudo vectors with
+    ``max_distinct``), or 1 for a skipped draw with ``skip_if_all_equal``.
   """
   if max_distinct is not None and int(max_distinct) < 1:
     raise ValueError(f"arsm: max_distinct must be >= 1 or None; got "
@@ -140,8 +146,13 @@ def arsm(key, logits: Array, f: base.Objective, *,
     return (jnp.broadcast_to(f_z, (num_cats, num_cats)), f_z,
             jnp.asarray(1, jnp.int32))
 
-  # F[c, j] = f(z^{c<->j}); f is evaluated only on z when every swap gives z.
-  f_matrix, f_z, num_evals = jax.lax.cond(all_same, skip, evaluate, None)
+  # F[c, j] = f(z^{c<->j}). When every swap gives z, F is f(z) everywhere
+  # and the estimate exactly zero.
+  if skip_if_all_equal:
+    f_matrix, f_z, num_evals = jax.lax.cond(all_same, skip, evaluate, None)
+  else:
+    f_matrix, f_z, num_evals = evaluate(None)
+    f_matrix = jnp.where(all_same, f_z, f_matrix)
   centred = f_matrix - jnp.mean(f_matrix, axis=0, keepdims=True)
   weights = 1.0 / num_cats - aug.pi                         # [K, C] over j
   grad = weights @ centred.T                                # [K, C] over c

@@ -1,0 +1,244 @@
+r"""Binarised MNIST and Fashion-MNIST from TensorFlow Datasets, held in memory.
+
+The images are read once through ``tfds.data_source`` (``download=False``:
+nothing is ever fetched from the network), decoded in batches into one
+``uint8`` array ``[N, 784]`` and kept in a process-wide cache. An optional
+``.npy`` copy under ``cache_dir`` (default ``~/.cache/arsm_jax``) makes later
+processes start in well under a second instead of the few seconds a decode
+takes.
+
+Splits follow Yin, Yue and Zhou (2019): the first 55,000 training images
+train, the last 5,000 validate, and the 10,000 test images test.
+
+Binarisation (:func:`binarize`):
+
+* ``threshold``: :math:`x = 1[\text{pixel}/255 > 0.5]`, fixed once (the
+  paper's);
+* ``dynamic``: :math:`x \sim \mathrm{Bernoulli}(\text{pixel}/255)`, a fresh
+  draw each time an image is used.
+
+A dataset that is not prepared under ``data_dir`` raises ``FileNotFoundError``
+naming every folder that was searched and how to prepare one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import Iterable, Optional
+
+from absl import logging
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Array = jax.Array
+
+DATASETS = ("mnist", "fashion_mnist")
+BINARIZATIONS = ("threshold", "dynamic")
+NUM_PIXELS = 28 * 28
+NUM_VALIDATION = 5000
+DEFAULT_DATA_DIR = "../shared/tfds"
+_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_DECODE_BATCH = 2000
+
+_MEMORY_CACHE: dict[tuple[str, str, str], np.ndarray] = {}
+
+
+def default_data_dir() -> str:
+  """``$TFDS_DATA_DIR`` if set, else ``../shared/tfds`` (see candidate_dirs)."""
+  return os.environ.get("TFDS_DATA_DIR", DEFAULT_DATA_DIR)
+
+
+def candidate_dirs(data_dir: Optional[str]) -> list[str]:
+  """Absolute folders ``data_dir`` may mean, in the order they are tried.
+
+  An absolute path is itself. A relative one is tried against the current
+  directory first, then against the repository root (so the default
+  ``../shared/tfds`` works from any working directory).
+  """
+  data_dir = os.path.expanduser(data_dir or default_data_dir())
+  if os.path.isabs(data_dir):
+    return [os.path.normpath(data_dir)]
+  out = []
+  for base in (os.getcwd(), _REPO_ROOT):
+    path = os.path.normpath(os.path.join(base, data_dir))
+    if path not in out:
+      out.append(path)
+  return out
+
+
+def resolve_data_dir(name: str, data_dir: Optional[str]) -> str:
+  """The first candidate folder that holds a prepared ``name``.
+
+  Raises:
+    ValueError: for an unknown dataset name.
+    FileNotFoundError: when no candidate holds it; the message lists them.
+  """
+  if name not in DATASETS:
+    raise ValueError(f"Unknown dataset {name!r}; known: {', '.join(DATASETS)}.")
+  tried = candidate_dirs(data_dir)
+  for path in tried:
+    if os.path.isdir(os.path.join(path, name)):
+      return path
+  raise FileNotFoundError(
+      f"TFDS dataset {name!r} is not prepared in any of: "
+      f"{', '.join(os.path.join(p, name) for p in tried)}. Point "
+      "--config.data_dir (or $TFDS_DATA_DIR) at a folder holding it, e.g. "
+      "../shared/tfds from the repository root. To prepare one on a machine "
+      "with internet access: python -c \"import tensorflow_datasets as tfds; "
+      f"tfds.data_source('{name}', data_dir='DIR', download=True)\" (this "
+      "needs tensorflow installed once). Tests and training never download.")
+
+
+def _default_cache_dir() -> str:
+  return os.path.join(os.path.expanduser("~"), ".cache", "arsm_jax")
+
+
+def _decode(source, num: int) -> np.ndarray:
+  out = np.empty((num, NUM_PIXELS), np.uint8)
+  for start in range(0, num, _DECODE_BATCH):
+    idx = list(range(start, min(start + _DECODE_BATCH, num)))
+    items = source.__getitems__(idx)
+    out[start:start + len(idx)] = np.stack(
+        [np.asarray(it["image"], np.uint8).reshape(NUM_PIXELS)
+         for it in items])
+  return out
+
+
+def load_split(name: str, split: str, data_dir: Optional[str] = None,
+               cache_dir: Optional[str] = "") -> np.ndarray:
+  """All images of one TFDS split as ``uint8 [N, 784]``.
+
+  Args:
+    name: ``'mnist'`` or ``'fashion_mnist'``.
+    split: ``'train'`` or ``'test'``.
+    data_dir: TFDS data folder (see :func:`candidate_dirs`).
+    cache_dir: folder for a ``.npy`` copy of the decoded images; ``''``
+      means ``~/.cache/arsm_jax``, ``None`` disables the file cache.
+
+  Returns:
+    The images in TFDS order. The array is shared; do not modify it.
+  """
+  root = resolve_data_dir(name, data_dir)
+  mem_key = (name, split, root)
+  if mem_key in _MEMORY_CACHE:
+    return _MEMORY_CACHE[mem_key]
+  cache_path = None
+  if cache_dir is not None:
+    cache_dir = cache_dir or _default_cache_dir()
+    tag = hashlib.sha1(root.encode()).hexdigest()[:10]
+    cache_path = os.path.join(cache_dir, f"{name}-{split}-{tag}.npy")
+  if cache_path and os.path.exists(cache_path):
+    images = np.load(cache_path)
+    logging.info("data: %s/%s from cache %s", name, split, cache_path)
+  else:
+    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+    try:
+      sources = tfds.data_source(name, data_dir=root, download=False)
+    except Exception as e:  # Re-raised with where we looked; cause chained.
+      raise FileNotFoundError(
+          f"Could not open TFDS dataset {name!r} under {root}: "
+          f"{type(e).__name__}: {e}") from e
+    if split not in sources:
+      raise ValueError(f"Dataset {name!r} has no split {split!r}; it has "
+                       f"{sorted(sources)}.")
+    source = sources[split]
+    images = _decode(source, len(source))
+    logging.info("data: decoded %d %s/%s images from %s", len(images), name,
+                 split, root)
+    if cache_path:
+      try:
+        os.makedirs(os.path.dirname(cache_path), exist_ok=True)
+        tmp = f"{cache_path}.{os.getpid()}.tmp.npy"
+        np.save(tmp, images)
+        os.replace(tmp, cache_path)
+      except OSError as e:
+        logging.warning("data: could not write cache %s: %s", cache_path, e)
+  images.setflags(write=False)
+  _MEMORY_CACHE[mem_key] = images
+  return images
+
+
+def split_train_validation(train_images: np.ndarray,
+                           num_validation: int = NUM_VALIDATION
+                           ) -> tuple[np.ndarray, np.ndarray]:
+  """The last ``num_validation`` training images validate; the rest train."""
+  if not 0 < num_validation < len(train_images):
+    raise ValueError(f"num_validation must be in (0, {len(train_images)}); "
+                     f"got {num_validation}.")
+  return train_images[:-num_validation], train_images[-num_validation:]
+
+
+def load(name: str = "mnist", data_dir: Optional[str] = None,
+         cache_dir: Optional[str] = "",
+         num_validation: int = NUM_VALIDATION) -> dict[str, np.ndarray]:
+  """``{'train', 'validation', 'test'}`` ``uint8 [N, 784]`` (55k/5k/10k)."""
+  train, valid = split_train_validation(
+      load_split(name, "train", data_dir, cache_dir), num_validation)
+  test = load_split(name, "test", data_dir, cache_dir)
+  return {"train": train, "validation": valid, "test": test}
+
+
+def check_binarization(method: str) -> str:
+  if method not in BINARIZATIONS:
+    raise ValueError(f"Unknown binarization {method!r}; allowed: "
+                     f"{', '.join(BINARIZATIONS)}.")
+  return method
+
+
+def binarize(images, method: str, key: Optional[Array] = None,
+             dtype=jnp.float32) -> Array:
+  """Binary pixels from ``uint8`` grey levels (works under ``jit``).
+
+  Args:
+    images: ``uint8 [..., 784]`` grey levels 0..255.
+    method: ``'threshold'`` (``pixel / 255 > 0.5``) or ``'dynamic'``
+      (``Bernoulli(pixel / 255)``, needs ``key``).
+    key: PRNG key for ``'dynamic'``.
+    dtype: output dtype.
+
+  Returns:
+    ``[..., 784]`` array of zeros and ones.
+  """
+  check_binarization(method)
+  grey = jnp.asarray(images).astype(jnp.float32) / 255.0
+  if method == "threshold":
+    return (grey > 0.5).astype(dtype)
+  if key is None:
+    raise ValueError("binarize(method='dynamic') needs a PRNG key.")
+  return jax.random.bernoulli(key, grey).astype(dtype)
+
+
+def epoch_permutation(key: Array, epoch: int, num: int) -> np.ndarray:
+  """The order of the training images in ``epoch`` (a pure function of both)."""
+  return np.asarray(jax.random.permutation(jax.random.fold_in(key, epoch), num))
+
+
+def batches(num: int, batch_size: int) -> Iterable[slice]:
+  """Consecutive slices of at most ``batch_size`` covering ``range(num)``."""
+  for start in range(0, num, batch_size):
+    yield slice(start, min(start + batch_size, num))
+
+
+def synthetic(sizes: tuple[int, int, int] = (1000, 200, 200),
+              num_pixels: int = NUM_PIXELS, num_prototypes: int = 4,
+              flip_prob: float = 0.05, seed: int = 0) -> dict[str, np.ndarray]:
+  """Tiny ``uint8`` images for tests: noisy copies of a few random prototypes.
+
+  Each image is one of ``num_prototypes`` random binary patterns (pixel 0 or
+  255) with each pixel flipped with probability ``flip_prob``, so a VAE with
+  a handful of latent categories can learn them in a few steps.
+
+  Returns:
+    ``{'train', 'validation', 'test'}`` ``uint8 [n, num_pixels]`` arrays with
+    ``n`` from ``sizes``.
+  """
+  rng = np.random.default_rng(seed)
+  protos = rng.random((num_prototypes, num_pixels)) < 0.5
+  out = {}
+  for name, n in zip(("train", "validation", "test"), sizes):
+    which = rng.integers(0, num_prototypes, n)
+    flips = rng.random((n, num_pixels)) < flip_prob
+    out[name] = ((protos[which] ^ flips) * 255).astype(np.uint8)
+  return out

@@ -1,0 +1,755 @@
+r"""Categorical VAE on binarised MNIST (poster figure 2), with any estimator.
+
+The objective per image is the single-sample negative ELBO
+
+.. math::
+
+  f(z, x) = -\log p(x|z) - \log p(z) + \log q(z|x),
+
+minimised in expectation over :math:`z \sim q(z|x)`. One call of
+:func:`arsm_jax.expectation` per batch gives a surrogate whose gradient is the
+estimator's estimate for the encoder logits and the pathwise gradient for the
+decoder (and for the direct dependence of :math:`\log q` on the encoder), so
+``jax.grad`` of its mean trains both. Under ``vmap`` over the batch all of
+ARSM's pseudo-action evaluations of a step form one decoder call over
+``batch x (C(C-1)/2 + 1)`` latents.
+
+Two stochastic layers (``model='two_layer'``). Layer 1 is estimated with
+:math:`f_1(z_1) = f(z_1, z_2(z_1))`, where
+:math:`z_2(z_1) = \arg\min_i(\log\varpi_i - \mathrm{logits}_2(z_1)_i)` uses
+one Dirichlet draw :math:`\varpi` per image shared by every pseudo action of
+layer 1, so those pseudo actions propagate through layer 2 with common noise.
+Layer 2 gets its own estimate at the sampled :math:`z_1` (for ``arsm``/``ar``
+exactly the :math:`z_1` and :math:`z_2` of layer 1's draw, since they share
+its keys), contributing only its score term.
+
+Per epoch: mean training -ELBO over the epoch's steps (evaluated at hard
+samples, also for relaxed estimators) and single-sample validation -ELBO.
+Every ``test_every_epochs`` epochs and at the end: single-sample test -ELBO
+and the ``iwae_samples``-sample importance-weighted bound
+:math:`-\log \frac1S\sum_s p(x, z_s)/q(z_s|x)` (in nats, higher is worse).
+Every ``variance_every_steps`` steps: the variance of the gradient w.r.t. the
+encoder logits over ``variance_draws`` draws on a fixed batch, averaged over
+images and coordinates.
+
+Outputs in ``workdir``: ``metrics.jsonl`` + TensorBoard events,
+``checkpoints/`` (orbax; a rerun of the same command resumes and finishes
+with the same numbers as an uninterrupted run), ``config.json`` and
+``summary.json``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging as std_logging
+import math
+import os
+import time
+from typing import Any, Callable, NamedTuple
+
+from absl import logging
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from arsm_jax import data as data_lib
+from arsm_jax import estimators
+from arsm_jax import writers
+from arsm_jax.estimators import swap
+from arsm_jax.expectation import expectation
+from arsm_jax.models import vae as vae_models
+
+Array = jax.Array
+sg = jax.lax.stop_gradient
+
+DATASETS = data_lib.DATASETS + ("synthetic",)
+# Fields that may differ between a run and its resumption.
+_RESUMABLE_FIELDS = ("num_epochs", "data_dir", "cache_dir", "cache_images",
+                     "progress_every_secs", "checkpoint_every_steps",
+                     "max_checkpoints")
+# Largest C**K the 'exact' estimator is allowed to enumerate per image.
+_MAX_EXACT_STATES = 4096
+
+
+# ----------------------------------------------------------------------------
+# Config validation (runs before any data loading or compilation).
+
+
+def _positive_int(config, field: str, allow_zero: bool = False) -> int:
+  value = config[field]
+  if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+    raise ValueError(f"config.{field} must be an integer; got {value!r}.")
+  low = 0 if allow_zero else 1
+  if value < low:
+    raise ValueError(f"config.{field} must be >= {low}; got {value}.")
+  return int(value)
+
+
+def _widths(config, field: str) -> tuple[int, ...]:
+  value = config[field]
+  if isinstance(value, int):
+    value = (value,)
+  try:
+    widths = tuple(value)
+  except TypeError as e:
+    raise ValueError(f"config.{field} must be a tuple of positive ints; got "
+                     f"{value!r}.") from e
+  if any(isinstance(w, bool) or not isinstance(w, (int, np.integer)) or w < 1
+         for w in widths):
+    raise ValueError(f"config.{field} must be a tuple of positive ints; got "
+                     f"{value!r}.")
+  return widths
+
+
+def validate_config(config) -> estimators.Estimator:
+  """Checks every field; returns the estimator. Raises ``ValueError``.
+
+  Nothing is loaded or compiled, so a bad config fails in milliseconds.
+  """
+  if config.dataset not in DATASETS:
+    raise ValueError(f"Unknown dataset {config.dataset!r}; allowed: "
+                     f"{', '.join(DATASETS)}.")
+  data_lib.check_binarization(config.binarization)
+  if config.model not in vae_models.MODELS:
+    raise ValueError(f"Unknown model {config.model!r}; allowed: "
+                     f"{', '.join(vae_models.MODELS)}.")
+  for field in ("num_latents", "batch_size", "num_epochs", "eval_batch_size",
+                "iwae_samples", "iwae_batch_size", "test_every_epochs",
+                "variance_batch_size", "num_validation", "max_checkpoints"):
+    _positive_int(config, field)
+  for field in ("variance_every_steps", "checkpoint_every_steps", "seed"):
+    _positive_int(config, field, allow_zero=True)
+  if _positive_int(config, "num_categories") < 2:
+    raise ValueError(
+        f"config.num_categories must be >= 2; got {config.num_categories}.")
+  if config.variance_every_steps and _positive_int(
+      config, "variance_draws") < 2:
+    raise ValueError("config.variance_draws must be >= 2 to measure a "
+                     f"variance; got {config.variance_draws}.")
+  _widths(config, "encoder_hidden")
+  _widths(config, "decoder_hidden")
+  lr = config.learning_rate
+  if not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
+    raise ValueError(f"config.learning_rate must be a positive number; got "
+                     f"{lr!r}.")
+  if config.progress_every_secs < 0:
+    raise ValueError("config.progress_every_secs must be >= 0; got "
+                     f"{config.progress_every_secs}.")
+  if config.dataset == "synthetic":
+    sizes = tuple(config.synthetic_sizes)
+    if len(sizes) != 3 or any(int(s) < 1 for s in sizes):
+      raise ValueError("config.synthetic_sizes must be three positive ints "
+                       f"(train, validation, test); got {sizes!r}.")
+    _positive_int(config, "synthetic_pixels")
+
+  if config.estimator not in estimators.names():
+    raise ValueError(f"Unknown estimator {config.estimator!r}; registered: "
+                     f"{', '.join(estimators.names())}.")
+  est = estimators.get(config.estimator,
+                       **dict(config.estimator_settings.to_dict()))
+  if (config.estimator == "exact"
+      and config.num_categories**config.num_latents > _MAX_EXACT_STATES):
+    raise ValueError(
+        f"estimator 'exact' would enumerate C**K = {config.num_categories}**"
+        f"{config.num_latents} latent vectors per image; allowed up to "
+        f"{_MAX_EXACT_STATES}.")
+  if config.model == "two_layer" and (est.pathwise or est.stateful):
+    raise ValueError(
+        f"model 'two_layer' supports estimators that are neither relaxed nor "
+        f"stateful; {config.estimator!r} is "
+        f"{'relaxed' if est.pathwise else 'stateful'}. Use model 'linear' or "
+        "'nonlinear' with it.")
+  return est
+
+
+# ----------------------------------------------------------------------------
+# The objective.
+
+
+class Objective(NamedTuple):
+  """The functions a model contributes to training and evaluation.
+
+  Attributes:
+    loss: ``(params, key, x, est_state) -> (loss, (train_neg_elbo [B],
+      new_est_state))``; ``jax.grad`` of ``loss`` is the training gradient.
+    logit_grads: ``(params, key, x, est_state) -> [B, K, C]`` gradient of the
+      summed surrogate w.r.t. the (first-layer) encoder logits.
+    neg_elbo: ``(params, key, x) -> [B]`` single-sample -ELBO at z ~ q.
+    log_weights: ``(params, key, x, num_samples) -> [S, B]`` importance
+      log-weights ``log p(x, z_s) - log q(z_s|x)``.
+  """
+
+  loss: Callable[..., Any]
+  logit_grads: Callable[..., Array]
+  neg_elbo: Callable[..., Array]
+  log_weights: Callable[..., Array]
+
+
+def _onehot_sample(key, logits: Array) -> Array:
+  z = jax.random.categorical(key, logits, axis=-1)
+  return jax.nn.one_hot(z, logits.shape[-1], dtype=logits.dtype)
+
+
+def neg_elbo_one_layer(model, params, z: Array, x: Array,
+                       log_q: Array) -> Array:
+  r"""One image's :math:`-\log p(x|z) - \log p(z) + \log q(z|x)`.
+
+  Args:
+    model: a :class:`~arsm_jax.models.vae.CategoricalVAE`.
+    params: its parameters.
+    z: ``[..., K, C]`` one-hot (or relaxed) latents.
+    x: ``[..., D]`` binary pixels.
+    log_q: ``[..., K, C]`` ``log_softmax`` of the encoder logits.
+
+  Returns:
+    ``[...]``; the prior is uniform, :math:`\log p(z) = -K \log C`.
+  """
+  log_prior = -model.num_latents * math.log(model.num_categories)
+  pix = model.apply(params, z, method=model.decode)
+  return (-vae_models.bernoulli_log_prob(pix, x) - log_prior
+          + vae_models.categorical_log_prob(z, log_q))
+
+
+def one_layer_objective(model, est: estimators.Estimator) -> Objective:
+  """Objective of :class:`~arsm_jax.models.vae.CategoricalVAE`."""
+  neg_elbo_at = functools.partial(neg_elbo_one_layer, model)
+
+  def surrogate(params, logits, key, x, est_state):
+    f = lambda z, xi, lq: neg_elbo_at(params, z, xi, lq)
+    log_q = jax.nn.log_softmax(logits)
+    out = expectation(key, logits, f, x, log_q, estimator=est,
+                      state=est_state)
+    return out if est.stateful else (out, None)
+
+  def neg_elbo(params, key, x):
+    logits = model.apply(params, x, method=model.encode)
+    z = _onehot_sample(key, logits)
+    return neg_elbo_at(params, z, x, jax.nn.log_softmax(logits))
+
+  def loss(params, key, x, est_state):
+    logits = model.apply(params, x, method=model.encode)     # [B, K, C]
+    k_est, k_hard = jax.random.split(key)
+    values, new_state = surrogate(params, logits, k_est, x, est_state)
+    if est.pathwise:
+      # The surrogate's value is f at a relaxed sample; report a hard one.
+      train = sg(neg_elbo(params, k_hard, x))
+    else:
+      train = sg(values)
+    return jnp.mean(values), (train, new_state)
+
+  def logit_grads(params, key, x, est_state):
+    logits = sg(model.apply(params, x, method=model.encode))
+    return jax.grad(
+        lambda lg: jnp.sum(surrogate(params, lg, key, x, est_state)[0]))(logits)
+
+  def log_weights(params, key, x, num_samples):
+    logits = model.apply(params, x, method=model.encode)     # [B, K, C]
+    log_q = jax.nn.log_softmax(logits)
+    z = _onehot_sample(key, jnp.broadcast_to(logits,
+                                             (num_samples,) + logits.shape))
+    return -jax.vmap(lambda zs: neg_elbo_at(params, zs, x, log_q))(z)
+
+  return Objective(loss, logit_grads, neg_elbo, log_weights)
+
+
+def two_layer_objective(model, est: estimators.Estimator) -> Objective:
+  """Objective of :class:`~arsm_jax.models.vae.TwoLayerVAE` (see module doc)."""
+  num_cats = model.num_categories
+  log_prior2 = -model.num_latents * math.log(num_cats)
+
+  def neg_elbo_at(params, z1, z2, x, log_q1, log_q2):
+    pix = model.apply(params, z1, method=model.decode)
+    log_p1 = jax.nn.log_softmax(model.apply(params, z2, method=model.prior1))
+    return (-vae_models.bernoulli_log_prob(pix, x)
+            - vae_models.categorical_log_prob(z1, log_p1) - log_prior2
+            + vae_models.categorical_log_prob(z1, log_q1)
+            + vae_models.categorical_log_prob(z2, log_q2))
+
+  def layer2(params, z1):
+    logits2 = model.apply(params, z1, method=model.encode2)
+    return logits2, jax.nn.log_softmax(logits2)
+
+  def surrogate(params, logits1, key, x):
+    batch = x.shape[0]
+    k1, k2 = jax.random.split(key)
+    keys2 = jax.random.split(k2, batch)          # layer-2 noise, per image
+    log_q1 = jax.nn.log_softmax(logits1)
+
+    def f1(z1, xi, lq1, key2):
+      logits2, lq2 = layer2(params, z1)
+      z2 = jax.nn.one_hot(swap.augment(key2, sg(logits2)).z, num_cats,
+                          dtype=z1.dtype)
+      return neg_elbo_at(params, z1, z2, xi, lq1, lq2)
+
+    values = expectation(k1, logits1, f1, x, log_q1, keys2, estimator=est)
+    # Layer 2 at layer 1's sample: the expectation layer gives image b the
+    # key split(k1, B)[b], from which arsm/ar draw z1 by the augmentation.
+    keys1 = jax.random.split(k1, batch)
+    z1 = jax.vmap(lambda k, lg: jax.nn.one_hot(
+        swap.augment(k, lg).z, num_cats, dtype=lg.dtype))(keys1, sg(logits1))
+    logits2, _ = layer2(params, z1)
+
+    def f2(z2, z1i, xi, lq1):
+      # Only the score term of layer 2 is wanted here; the pathwise gradients
+      # all come from layer 1's surrogate above.
+      return sg(neg_elbo_at(params, z1i, z2, xi, lq1, layer2(params, z1i)[1]))
+
+    inner = expectation(k2, logits2, f2, z1, x, log_q1, estimator=est)
+    return values + inner - sg(inner)
+
+  def neg_elbo(params, key, x):
+    k1, k2 = jax.random.split(key)
+    logits1 = model.apply(params, x, method=model.encode)
+    z1 = _onehot_sample(k1, logits1)
+    logits2, lq2 = layer2(params, z1)
+    z2 = _onehot_sample(k2, logits2)
+    return neg_elbo_at(params, z1, z2, x, jax.nn.log_softmax(logits1), lq2)
+
+  def loss(params, key, x, est_state):
+    del est_state
+    logits1 = model.apply(params, x, method=model.encode)
+    values = surrogate(params, logits1, key, x)
+    return jnp.mean(values), (sg(values), None)
+
+  def logit_grads(params, key, x, est_state):
+    del est_state
+    logits1 = sg(model.apply(params, x, method=model.encode))
+    return jax.grad(lambda lg: jnp.sum(surrogate(params, lg, key, x)))(logits1)
+
+  def log_weights(params, key, x, num_samples):
+    return -jax.vmap(lambda k: neg_elbo(params, k, x))(
+        jax.random.split(key, num_samples))
+
+  return Objective(loss, logit_grads, neg_elbo, log_weights)
+
+
+def make_objective(model, est: estimators.Estimator) -> Objective:
+  if isinstance(model, vae_models.TwoLayerVAE):
+    return two_layer_objective(model, est)
+  return one_layer_objective(model, est)
+
+
+# ----------------------------------------------------------------------------
+# Training state and steps.
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Everything a resumed run needs.
+
+  Attributes:
+    step: number of optimiser steps taken.
+    params: model parameters.
+    opt_state: Adam state.
+    est_state: the estimator's state (RELAX's control variate), or None.
+    epoch_sum: sum of training -ELBO over the current epoch's images.
+    epoch_count: number of images in that sum.
+  """
+
+  step: Array
+  params: Any
+  opt_state: Any
+  est_state: Any
+  epoch_sum: Array
+  epoch_count: Array
+
+
+def _build(config, est):
+  model = vae_models.make_model(
+      config.model, config.num_latents, config.num_categories,
+      _num_pixels(config), _widths(config, "encoder_hidden"),
+      _widths(config, "decoder_hidden"))
+  objective = make_objective(model, est)
+  tx = optax.adam(config.learning_rate)
+  return model, objective, tx
+
+
+def _num_pixels(config) -> int:
+  if config.dataset == "synthetic":
+    return int(config.synthetic_pixels)
+  return data_lib.NUM_PIXELS
+
+
+def init_state(config, model, tx, est, key) -> TrainState:
+  k_params, k_est = jax.random.split(key)
+  x = jnp.zeros((1, _num_pixels(config)), jnp.float32)
+  z = jnp.zeros((1, config.num_latents, config.num_categories), jnp.float32)
+  params = model.init(k_params, x, z)
+  logits = jnp.zeros((config.num_latents, config.num_categories), jnp.float32)
+  est_state = est.init(k_est, logits) if est.stateful else None
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                    opt_state=tx.init(params), est_state=est_state,
+                    epoch_sum=jnp.zeros((), jnp.float32),
+                    epoch_count=jnp.zeros((), jnp.int32))
+
+
+def make_train_step(objective: Objective, tx, binarization: str, base_key):
+  """``train_step(state, images uint8 [N, D], idx [B]) -> state`` (jitted).
+
+  The step's randomness is ``fold_in(base_key, state.step)``, so a resumed run
+  draws exactly what an uninterrupted one would.
+  """
+
+  @jax.jit
+  def train_step(state: TrainState, images: Array, idx: Array) -> TrainState:
+    key = jax.random.fold_in(base_key, state.step)
+    k_bin, k_loss = jax.random.split(key)
+    x = data_lib.binarize(images[idx], binarization, k_bin)  # [B, D]
+    grads, (train, est_state) = jax.grad(objective.loss, has_aux=True)(
+        state.params, k_loss, x, state.est_state)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    return state.replace(
+        step=state.step + 1, params=params, opt_state=opt_state,
+        est_state=est_state, epoch_sum=state.epoch_sum + jnp.sum(train),
+        epoch_count=state.epoch_count + train.shape[0])
+
+  return train_step
+
+
+def _pad_batches(x: np.ndarray, batch: int):
+  """Yields ``(padded_batch, n_valid)`` covering x in order."""
+  for sl in data_lib.batches(len(x), batch):
+    chunk = x[sl]
+    n = len(chunk)
+    if n < batch:
+      chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - n, 0)])
+    yield chunk, n
+
+
+def make_evaluator(objective: Objective, iwae_samples: int):
+  """Jitted ``neg_elbo(params, key, x) -> [B]`` and ``neg_iwae(...) -> [B]``."""
+
+  @jax.jit
+  def neg_elbo(params, key, x):
+    return objective.neg_elbo(params, key, x)
+
+  @jax.jit
+  def neg_iwae(params, key, x):
+    log_w = objective.log_weights(params, key, x, iwae_samples)  # [S, B]
+    return -(jax.nn.logsumexp(log_w, axis=0) - math.log(iwae_samples))
+
+  return neg_elbo, neg_iwae
+
+
+def evaluate(fn, params, key, x: np.ndarray, batch: int) -> float:
+  """Mean of ``fn(params, key_i, batch_i)`` over all images of x."""
+  total, count = 0.0, 0
+  for i, (chunk, n) in enumerate(_pad_batches(x, batch)):
+    vals = np.asarray(fn(params, jax.random.fold_in(key, i), chunk))[:n]
+    total += float(np.sum(vals, dtype=np.float64))
+    count += n
+  return total / count
+
+
+def make_variance_fn(objective: Objective, draws: int):
+  """Jitted variance of the logit gradient, averaged over images and logits."""
+
+  @jax.jit
+  def variance(params, est_state, key, x):
+    grads = jax.vmap(lambda k: objective.logit_grads(params, k, x, est_state))(
+        jax.random.split(key, draws))                       # [D, B, K, C]
+    return jnp.mean(jnp.var(grads, axis=0, ddof=1))
+
+  return variance
+
+
+def evals_per_image(est: estimators.Estimator, num_latents: int,
+                    num_categories: int) -> int:
+  """Objective evaluations of one estimator draw per image (probe at logits 0).
+
+  ARSM evaluates ``C(C-1)/2 + 1`` latent vectors unless every pseudo action
+  equals the sample (then 1); at zero logits that practically never happens.
+  """
+  logits = jnp.zeros((num_latents, num_categories), jnp.float32)
+  state = est.init(jax.random.PRNGKey(0), logits) if est.stateful else None
+  out = est.estimate(jax.random.PRNGKey(1), logits, jnp.sum, state=state)
+  return int(out.num_evals)
+
+
+# ----------------------------------------------------------------------------
+# Data, checkpoints, bookkeeping.
+
+
+def load_data(config) -> dict[str, np.ndarray]:
+  if config.dataset == "synthetic":
+    return data_lib.synthetic(tuple(int(s) for s in config.synthetic_sizes),
+                              int(config.synthetic_pixels), seed=config.seed)
+  return data_lib.load(config.dataset, config.data_dir,
+                       config.cache_dir if config.cache_images else None,
+                       config.num_validation)
+
+
+def _comparable(config) -> dict[str, Any]:
+  return {k: v for k, v in config.to_dict().items()
+          if k not in _RESUMABLE_FIELDS}
+
+
+def _check_or_write_config(config, workdir: str) -> None:
+  path = os.path.join(workdir, "config.json")
+  current = json.loads(json.dumps(config.to_dict(), default=list))
+  if os.path.exists(path):
+    with open(path) as fh:
+      saved = json.load(fh)
+    old = {k: v for k, v in saved.items() if k not in _RESUMABLE_FIELDS}
+    new = {k: v for k, v in current.items() if k not in _RESUMABLE_FIELDS}
+    if old != new:
+      diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+      raise ValueError(
+          f"{workdir} holds a run with a different config (fields {diff}); "
+          "use a new --workdir or the original settings. Only "
+          f"{', '.join(_RESUMABLE_FIELDS)} may change on resumption.")
+  writers.write_json(path, current)
+
+
+def _truncate_metrics(workdir: str, last_step: int) -> None:
+  """Drops metric rows written after the checkpoint a run resumes from."""
+  path = os.path.join(workdir, writers.METRICS_FILE)
+  if not os.path.exists(path):
+    return
+  with open(path) as fh:
+    lines = fh.readlines()
+  keep = [ln for ln in lines if ln.strip()
+          and json.loads(ln)["step"] <= last_step]
+  if len(keep) != len(lines):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as fh:
+      fh.writelines(keep)
+    os.replace(tmp, path)
+
+
+def _checkpoint_manager(workdir: str, max_to_keep: int):
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  return ocp.CheckpointManager(
+      os.path.join(os.path.abspath(workdir), "checkpoints"),
+      options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep,
+                                           create=True))
+
+
+def _save(manager, state: TrainState) -> None:
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  manager.save(int(state.step), args=ocp.args.StandardSave(state))
+
+
+def _restore(manager, state: TrainState) -> TrainState:
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  step = manager.latest_step()
+  if step is None:
+    return state
+  abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, state)
+  restored = manager.restore(step, args=ocp.args.StandardRestore(abstract))
+  logging.info("vae: resumed from the checkpoint at step %d.", step)
+  return restored
+
+
+# ----------------------------------------------------------------------------
+# The loop.
+
+
+class _QuietOrbax(std_logging.Filter):
+  """Drops orbax's per-save INFO lines (dozens per checkpoint)."""
+
+  def filter(self, record):
+    return record.levelno >= std_logging.WARNING or (
+        f"{os.sep}orbax{os.sep}" not in record.pathname)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict,
+                       workdir: str) -> dict[str, Any]:
+  """Trains the VAE of ``config`` in ``workdir`` (resuming if possible).
+
+  Returns:
+    The summary also written to ``workdir/summary.json``.
+  """
+  est = validate_config(config)
+  absl_logger = std_logging.getLogger("absl")
+  if not any(isinstance(f, _QuietOrbax) for f in absl_logger.filters):
+    absl_logger.addFilter(_QuietOrbax())
+  t_start = time.time()
+  splits = load_data(config)
+  os.makedirs(workdir, exist_ok=True)
+  _check_or_write_config(config, workdir)
+  num_train = len(splits["train"])
+  if config.batch_size > num_train:
+    raise ValueError(f"config.batch_size ({config.batch_size}) exceeds the "
+                     f"{num_train} training images.")
+  if config.variance_batch_size > num_train:
+    raise ValueError(
+        f"config.variance_batch_size ({config.variance_batch_size}) exceeds "
+        f"the {num_train} training images.")
+  steps_per_epoch = num_train // config.batch_size
+  num_steps = steps_per_epoch * config.num_epochs
+  logging.info("vae: %d/%d/%d images loaded in %.1fs; %d steps per epoch.",
+               num_train, len(splits["validation"]), len(splits["test"]),
+               time.time() - t_start, steps_per_epoch)
+
+  root = jax.random.PRNGKey(config.seed)
+  k_init, k_train, k_data, k_eval, k_var, k_evalbin = jax.random.split(root, 6)
+  model, objective, tx = _build(config, est)
+  state = init_state(config, model, tx, est, k_init)
+
+  manager = _checkpoint_manager(workdir, config.max_checkpoints)
+  state = _restore(manager, state)
+  start_step = int(state.step)
+  _truncate_metrics(workdir, start_step)
+
+  train_images = jnp.asarray(splits["train"])
+  # Validation and test sets are binarised once (dynamic: with a fixed key).
+  valid = np.asarray(data_lib.binarize(
+      splits["validation"], config.binarization,
+      jax.random.fold_in(k_evalbin, 0)))
+  test = np.asarray(data_lib.binarize(
+      splits["test"], config.binarization, jax.random.fold_in(k_evalbin, 1)))
+  var_x = data_lib.binarize(splits["train"][:config.variance_batch_size],
+                            config.binarization,
+                            jax.random.fold_in(k_evalbin, 2))
+
+  train_step = make_train_step(objective, tx, config.binarization, k_train)
+  neg_elbo_fn, neg_iwae_fn = make_evaluator(objective, config.iwae_samples)
+  variance_fn = make_variance_fn(objective, config.variance_draws)
+  evals = evals_per_image(est, config.num_latents, config.num_categories)
+
+  writer = writers.MetricWriter(workdir)
+  progress = writers.ProgressReporter(num_steps, config.progress_every_secs,
+                                      name=f"vae/{est.name}",
+                                      first_step=start_step)
+  last = {}
+  if start_step:
+    last = _last_metrics(workdir)
+
+  def run_valid(epoch: int) -> float:
+    return evaluate(neg_elbo_fn, state.params,
+                    jax.random.fold_in(k_eval, 2 * epoch), valid,
+                    config.eval_batch_size)
+
+  def run_test(epoch: int) -> dict[str, float]:
+    key = jax.random.fold_in(k_eval, 2 * epoch + 1)
+    return {
+        "test_neg_elbo": evaluate(neg_elbo_fn, state.params, key, test,
+                                  config.eval_batch_size),
+        "test_neg_iwae": evaluate(neg_iwae_fn, state.params,
+                                  jax.random.fold_in(key, 10**6), test,
+                                  config.iwae_batch_size),
+    }
+
+  perm = None
+  t_loop = time.time()
+  try:
+    for step in range(start_step, num_steps):
+      epoch, pos = divmod(step, steps_per_epoch)
+      if perm is None or pos == 0:
+        perm = data_lib.epoch_permutation(k_data, epoch, num_train)
+      idx = perm[pos * config.batch_size:(pos + 1) * config.batch_size]
+      state = train_step(state, train_images, idx)
+      done = step + 1
+      progress(done, last or None)
+
+      if (config.variance_every_steps
+          and done % config.variance_every_steps == 0):
+        var = variance_fn(state.params, state.est_state,
+                          jax.random.fold_in(k_var, done), var_x)
+        writer.write_scalars(done, {"grad_variance": var})
+
+      if done % steps_per_epoch == 0:
+        epoch_done = done // steps_per_epoch
+        train_value = float(state.epoch_sum) / max(int(state.epoch_count), 1)
+        state = state.replace(epoch_sum=jnp.zeros((), jnp.float32),
+                              epoch_count=jnp.zeros((), jnp.int32))
+        metrics = {"epoch": epoch_done, "train_neg_elbo": train_value,
+                   "valid_neg_elbo": run_valid(epoch_done)}
+        if (epoch_done % config.test_every_epochs == 0
+            or epoch_done == config.num_epochs):
+          metrics.update(run_test(epoch_done))
+        writer.write_scalars(done, metrics)
+        writer.flush()
+        last = {k: v for k, v in metrics.items() if k != "epoch"}
+        logging.info("vae/%s: epoch %d step %d %s", est.name, epoch_done,
+                     done, " ".join(f"{k}={v:.3f}" for k, v in last.items()))
+
+      if ((config.checkpoint_every_steps
+           and done % config.checkpoint_every_steps == 0)
+          or done == num_steps):
+        _save(manager, state)
+  finally:
+    # Also on an interrupt: finish the checkpoint in flight, flush metrics.
+    manager.wait_until_finished()
+    writer.close()
+  loop_seconds = time.time() - t_loop
+  progress(num_steps, last or None, force=True)
+
+  summary = _summary(config, est, workdir, evals, num_steps, steps_per_epoch,
+                     start_step, loop_seconds)
+  writers.write_json(os.path.join(workdir, "summary.json"), summary)
+  return summary
+
+
+def _last_metrics(workdir: str) -> dict[str, float]:
+  rows = _read_rows(workdir)
+  epochs = [r for r in rows if "valid_neg_elbo" in r]
+  if not epochs:
+    return {}
+  return {k: v for k, v in epochs[-1].items() if k not in ("step", "epoch")}
+
+
+def _read_rows(workdir: str) -> list[dict[str, Any]]:
+  path = os.path.join(workdir, writers.METRICS_FILE)
+  if not os.path.exists(path):
+    return []
+  with open(path) as fh:
+    return [json.loads(ln) for ln in fh if ln.strip()]
+
+
+def _summary(config, est, workdir, evals, num_steps, steps_per_epoch,
+             start_step, loop_seconds) -> dict[str, Any]:
+  rows = _read_rows(workdir)
+  epochs = [r for r in rows if "valid_neg_elbo" in r]
+  tests = [r for r in rows if "test_neg_elbo" in r]
+  variances = [r["grad_variance"] for r in rows if "grad_variance" in r]
+  best = min(epochs, key=lambda r: r["valid_neg_elbo"]) if epochs else {}
+  final = epochs[-1] if epochs else {}
+  final_test = tests[-1] if tests else {}
+  steps_run = num_steps - start_step
+  return {
+      "estimator": est.name,
+      "estimator_settings": dict(config.estimator_settings.to_dict()),
+      "model": config.model,
+      "num_latents": config.num_latents,
+      "num_categories": config.num_categories,
+      "dataset": config.dataset,
+      "binarization": config.binarization,
+      "splits": "55k/5k/10k (last 5k of train validate)"
+                if config.dataset != "synthetic" else "synthetic",
+      "batch_size": config.batch_size,
+      "learning_rate": config.learning_rate,
+      "optimizer": "adam",
+      "num_epochs": config.num_epochs,
+      "num_steps": num_steps,
+      "steps_per_epoch": steps_per_epoch,
+      "evals_per_image_per_step": evals,
+      "decoder_evals_per_step": evals * config.batch_size,
+      "bounds": {
+          "train_neg_elbo": "single-sample -ELBO, mean over the epoch's "
+                            "steps (hard samples)",
+          "valid_neg_elbo": "single-sample -ELBO, one z per image",
+          "test_neg_elbo": "single-sample -ELBO, one z per image",
+          "test_neg_iwae": f"-log p(x) bound from {config.iwae_samples} "
+                           "importance samples from q",
+      },
+      "final_epoch": final.get("epoch"),
+      "final_train_neg_elbo": final.get("train_neg_elbo"),
+      "final_valid_neg_elbo": final.get("valid_neg_elbo"),
+      "best_valid_neg_elbo": best.get("valid_neg_elbo"),
+      "best_valid_epoch": best.get("epoch"),
+      "final_test_neg_elbo": final_test.get("test_neg_elbo"),
+      "final_test_neg_iwae": final_test.get("test_neg_iwae"),
+      "final_grad_variance": variances[-1] if variances else None,
+      "seconds_this_session": loop_seconds,
+      "seconds_per_step_this_session": (loop_seconds / steps_run
+                                        if steps_run else None),
+      "seed": config.seed,
+      "config": _comparable(config),
+  }
