@@ -91,6 +91,9 @@ def get_config(preset: str = "arsm_nonlinear") -> ml_collections.ConfigDict:
   config.batch_size = 200
   config.num_epochs = 100
   config.seed = 0
+  # Devices for data parallelism over the batch (0 = all local devices);
+  # batch_size must be divisible by it. See arsm_jax/parallel.py.
+  config.num_devices = 1
 
   # Evaluation. Validation -ELBO every epoch; test -ELBO and the
   # iwae_samples-sample importance-weighted bound every test_every_epochs

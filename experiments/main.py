@@ -15,6 +15,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from arsm_jax import parallel
 from arsm_jax import tasks
 
 _WORKDIR = flags.DEFINE_string(
@@ -29,6 +30,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  parallel.initialize_distributed()
   config = flags.FLAGS.config
   logging.info("Experiment %r, workdir %s\n%s", config.experiment,
                _WORKDIR.value, config)

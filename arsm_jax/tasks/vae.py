@@ -58,6 +58,7 @@ import optax
 
 from arsm_jax import data as data_lib
 from arsm_jax import estimators
+from arsm_jax import parallel
 from arsm_jax import writers
 from arsm_jax.estimators import swap
 from arsm_jax.expectation import expectation
@@ -70,7 +71,7 @@ DATASETS = data_lib.DATASETS + ("synthetic",)
 # Fields that may differ between a run and its resumption.
 _RESUMABLE_FIELDS = ("num_epochs", "data_dir", "cache_dir", "cache_images",
                      "progress_every_secs", "checkpoint_every_steps",
-                     "max_checkpoints")
+                     "max_checkpoints", "num_devices")
 # Largest C**K the 'exact' estimator is allowed to enumerate per image.
 _MAX_EXACT_STATES = 4096
 
@@ -121,8 +122,15 @@ def validate_config(config) -> estimators.Estimator:
                 "iwae_samples", "iwae_batch_size", "test_every_epochs",
                 "variance_batch_size", "num_validation", "max_checkpoints"):
     _positive_int(config, field)
-  for field in ("variance_every_steps", "checkpoint_every_steps", "seed"):
+  for field in ("variance_every_steps", "checkpoint_every_steps", "seed",
+                "num_devices"):
     _positive_int(config, field, allow_zero=True)
+  num_devices = config.num_devices or jax.device_count()
+  if config.batch_size % num_devices:
+    raise ValueError(
+        f"config.batch_size ({config.batch_size}) must be divisible by the "
+        f"number of devices ({num_devices}; config.num_devices="
+        f"{config.num_devices}).")
   if _positive_int(config, "num_categories") < 2:
     raise ValueError(
         f"config.num_categories must be >= 2; got {config.num_categories}.")
@@ -387,11 +395,14 @@ def init_state(config, model, tx, est, key) -> TrainState:
                     epoch_count=jnp.zeros((), jnp.int32))
 
 
-def make_train_step(objective: Objective, tx, binarization: str, base_key):
+def make_train_step(objective: Objective, tx, binarization: str, base_key,
+                    batch_sharding=None):
   """``train_step(state, images uint8 [N, D], idx [B]) -> state`` (jitted).
 
   The step's randomness is ``fold_in(base_key, state.step)``, so a resumed run
-  draws exactly what an uninterrupted one would.
+  draws exactly what an uninterrupted one would. With ``batch_sharding`` (see
+  ``arsm_jax.parallel``) the batch is split over devices and XLA partitions
+  the step (data parallelism); the parameters stay replicated.
   """
 
   @jax.jit
@@ -399,6 +410,8 @@ def make_train_step(objective: Objective, tx, binarization: str, base_key):
     key = jax.random.fold_in(base_key, state.step)
     k_bin, k_loss = jax.random.split(key)
     x = data_lib.binarize(images[idx], binarization, k_bin)  # [B, D]
+    if batch_sharding is not None:
+      x = jax.lax.with_sharding_constraint(x, batch_sharding)
     grads, (train, est_state) = jax.grad(objective.loss, has_aux=True)(
         state.params, k_loss, x, state.est_state)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
@@ -597,7 +610,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   start_step = int(state.step)
   _truncate_metrics(workdir, start_step)
 
-  train_images = jnp.asarray(splits["train"])
+  dp = parallel.DataParallel(config.num_devices)
+  state = dp.replicate(state)
+  train_images = dp.replicate(jnp.asarray(splits["train"]))
   # Validation and test sets are binarised once (dynamic: with a fixed key).
   valid = np.asarray(data_lib.binarize(
       splits["validation"], config.binarization,
@@ -608,7 +623,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
                             config.binarization,
                             jax.random.fold_in(k_evalbin, 2))
 
-  train_step = make_train_step(objective, tx, config.binarization, k_train)
+  train_step = make_train_step(
+      objective, tx, config.binarization, k_train,
+      batch_sharding=dp.batch_sharding)
   neg_elbo_fn, neg_iwae_fn = make_evaluator(objective, config.iwae_samples)
   variance_fn = make_variance_fn(objective, config.variance_draws)
   evals = evals_per_image(est, config.num_latents, config.num_categories)
