@@ -208,7 +208,8 @@ def test_multi_draw_arsm_keeps_skipping_evaluations():
   logits = jnp.asarray([[6.0, 0.0, -1.0], [0.0, 7.0, 1.0]])
   f = lambda z: jnp.sum(z * jnp.arange(6.0).reshape(2, 3))
   counted, reported = diagnostics.count_evaluations(
-      estimators.get("arsm_multi", num_draws=3), jax.random.PRNGKey(12),
+      estimators.get("arsm_multi", num_draws=3, skip_if_all_equal=True),
+      jax.random.PRNGKey(12),
       logits, f, 8)
   np.testing.assert_array_equal(counted, reported)
   assert reported.min() < 3 * 4  # at least one draw skipped its pairs

@@ -101,6 +101,7 @@ def test_num_evals_matches_a_host_side_count(name):
 
 def test_arsm_count_shows_skipped_evaluations():
   counted, _ = diagnostics.count_evaluations(
-      "arsm", jax.random.PRNGKey(6), CONFIDENT, _smooth, 12)
+      estimators.get("arsm", skip_if_all_equal=True), jax.random.PRNGKey(6),
+      CONFIDENT, _smooth, 12)
   full = 3 * 2 // 2 + 1
   assert set(counted) <= {1, full} and len(set(counted)) == 2, counted
