@@ -135,6 +135,24 @@ def _fmt_secs(secs: float) -> str:
   return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
 
 
+def load_finished(logdir: str, config_hash: str) -> Optional[dict[str, Any]]:
+  """A finished run's saved result, if it was made with the same config.
+
+  Reads ``<logdir>/result.json`` and, when its ``config_hash`` matches, adds
+  the arrays of ``<logdir>/curves.npz``. Returns ``None`` otherwise.
+  """
+  done_path = os.path.join(logdir, "result.json")
+  if not os.path.exists(done_path):
+    return None
+  with open(done_path) as fh:
+    saved = json.load(fh)
+  if saved.get("config_hash") != config_hash:
+    return None
+  arrays = np.load(os.path.join(logdir, "curves.npz"))
+  saved.update({k: arrays[k] for k in arrays.files})
+  return saved
+
+
 def write_json(path: str, obj: Any) -> None:
   """Writes JSON atomically (write to a temporary file, then rename)."""
   tmp = path + ".tmp"

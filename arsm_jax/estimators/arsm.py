@@ -200,7 +200,8 @@ def ar(key, logits: Array, f: base.Objective) -> base.EstimatorOutput:
 base.register(
     "arsm", arsm, unbiased=True,
     description="Augment-REINFORCE-swap-merge: all swap pairs, "
-    "C(C-1)/2+1 evaluations per draw (fewer when pseudo actions coincide).")
+    "C(C-1)/2+1 evaluations per draw (C when K = 1; 1 with "
+    "skip_if_all_equal when every pseudo action equals z).")
 base.register(
     "ars", ars, unbiased=True,
     description="Augment-REINFORCE-swap: one uniformly drawn reference "

@@ -393,14 +393,10 @@ def run_learner(name: str, config, workdir: str) -> dict[str, Any]:
   done_path = os.path.join(logdir, "result.json")
   ckpt_path = os.path.join(logdir, "checkpoint.pkl")
   digest = _config_hash(config, name)
-  if os.path.exists(done_path):
-    with open(done_path) as fh:
-      saved = json.load(fh)
-    if saved.get("config_hash") == digest:
-      logging.info("rl: %s already done in %s; loading it.", name, logdir)
-      arrays = np.load(os.path.join(logdir, "curves.npz"))
-      saved.update({k: arrays[k] for k in arrays.files})
-      return saved
+  saved = writers.load_finished(logdir, digest)
+  if saved is not None:
+    logging.info("rl: %s already done in %s; loading it.", name, logdir)
+    return saved
 
   ckpt = None
   if os.path.exists(ckpt_path) and not os.path.exists(done_path):

@@ -170,14 +170,10 @@ def run_estimator(name: str, config, workdir: str) -> dict[str, Any]:
   logdir = os.path.join(workdir, name)
   done_path = os.path.join(logdir, "result.json")
   digest = _config_hash(config, name)
-  if os.path.exists(done_path):
-    with open(done_path) as fh:
-      saved = json.load(fh)
-    if saved.get("config_hash") == digest:
-      logging.info("toy: %s already done in %s; loading it.", name, logdir)
-      arrays = np.load(os.path.join(logdir, "curves.npz"))
-      saved.update({k: arrays[k] for k in arrays.files})
-      return saved
+  saved = writers.load_finished(logdir, digest)
+  if saved is not None:
+    logging.info("toy: %s already done in %s; loading it.", name, logdir)
+    return saved
   # Anything left from an unfinished or differently configured run goes.
   if os.path.isdir(logdir):
     shutil.rmtree(logdir)
