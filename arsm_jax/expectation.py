@@ -38,7 +38,8 @@ sg = jax.lax.stop_gradient
 
 
 def _single(est: estimators_lib.Estimator, key, logits: Array,
-            f: Callable[..., Array], args: tuple, state):
+            f: Callable[..., Array], args: tuple, state,
+            pathwise_samples: int | None = None):
   f_item = lambda z: f(z, *args)
   # The estimator sees f with its output cut from the outer gradient (pseudo
   # evaluations are constants), except for pathwise estimators, which
@@ -46,6 +47,12 @@ def _single(est: estimators_lib.Estimator, key, logits: Array,
   f_est = f_item if est.pathwise else (lambda z: sg(f_item(z)))
   out = est.estimate(key, sg(logits), f_est, state=state)
   samples, weights = sg(out.samples), sg(out.weights)
+  if pathwise_samples is not None and pathwise_samples < weights.shape[0]:
+    # Keep the first draws, rescaled to the same total weight: for i.i.d.
+    # equally weighted draws an unbiased, cheaper pathwise term.
+    kept = weights[:pathwise_samples]
+    weights = kept * (jnp.sum(weights) / jnp.sum(kept))
+    samples = samples[:pathwise_samples]
   path = jnp.sum(weights * jax.vmap(f_item)(samples).astype(weights.dtype))
   score = jnp.sum(sg(out.grad) * (logits - sg(logits)))
   return path + score.astype(path.dtype), out.state
@@ -53,7 +60,8 @@ def _single(est: estimators_lib.Estimator, key, logits: Array,
 
 def expectation(key, logits, f: Callable[..., Array], *args,
                 estimator: str | estimators_lib.Estimator = "arsm",
-                state: Any = None, **settings):
+                state: Any = None, pathwise_samples: int | None = None,
+                **settings):
   r"""Differentiable single-draw estimate of ``E_{z ~ Cat(softmax(logits))}[f(z, *args)]``.
 
   Args:
@@ -69,6 +77,13 @@ def expectation(key, logits, f: Callable[..., Array], *args,
     estimator: a registered name (``arsm_jax.estimators.names()``) or an
       ``Estimator``.
     state: the state of a stateful estimator (RELAX), from ``est.init``.
+    pathwise_samples: if set, only the estimator's first ``pathwise_samples``
+      samples carry the pathwise gradient (and the value), their weights
+      rescaled to the full total. Meant for estimators whose samples are
+      i.i.d. with equal weights (``reinforce_loo``, ``*_multi``): the
+      gradient through f stays unbiased at the cost of that many
+      differentiable evaluations instead of all of them. The logit gradient
+      is unchanged. ``None`` uses every sample.
     **settings: estimator settings, as for ``estimators.get``.
 
   Returns:
@@ -79,6 +94,11 @@ def expectation(key, logits, f: Callable[..., Array], *args,
     averaged.
   """
   est = estimators_lib.get(estimator, **settings)
+  if pathwise_samples is not None and (
+      isinstance(pathwise_samples, bool) or
+      not isinstance(pathwise_samples, int) or pathwise_samples < 1):
+    raise ValueError(f"expectation: pathwise_samples must be None or an int "
+                     f">= 1; got {pathwise_samples!r}.")
   logits = jnp.asarray(logits)
   if logits.ndim < 2:
     raise ValueError(
@@ -89,7 +109,8 @@ def expectation(key, logits, f: Callable[..., Array], *args,
         f"Estimator {est.name!r} is stateful: pass state=est.init(key, logits)"
         " (one item's logits) and carry the returned state forward.")
   if not batch_shape:
-    value, new_state = _single(est, key, logits, f, args, state)
+    value, new_state = _single(est, key, logits, f, args, state,
+                               pathwise_samples)
     return (value, new_state) if est.stateful else value
 
   size = math.prod(batch_shape)
@@ -104,8 +125,8 @@ def expectation(key, logits, f: Callable[..., Array], *args,
       lambda a: jnp.reshape(a, (size,) + jnp.shape(a)[len(batch_shape):]), args)
   keys = jax.random.split(key, size)
   values, states = jax.vmap(
-      lambda k, lg, a: _single(est, k, lg, f, a, state))(keys, flat_logits,
-                                                          flat_args)
+      lambda k, lg, a: _single(est, k, lg, f, a, state, pathwise_samples))(
+          keys, flat_logits, flat_args)
   values = values.reshape(batch_shape)
   if not est.stateful:
     return values

@@ -21,7 +21,9 @@ step of this setting on these machines.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import sys
 import time
 
 import jax
@@ -31,7 +33,10 @@ import numpy as np
 from arsm_jax import estimators
 from arsm_jax.models import vae as vae_models
 from arsm_jax.tasks import vae
-from configs import vae as vae_config
+# The configs live beside the package, not in it: make the repository root
+# importable when this file is run as a script.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from configs import vae as vae_config  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 # Names the nonlinear VAE cannot use at K = 20, C = 10.
 _SKIP = {"exact"}

@@ -50,6 +50,43 @@ def test_split_keeps_last_images_for_validation():
     data.split_train_validation(images, 60)
 
 
+def _tfds_stored_order(split, num):
+  """Original indices in the order TFDS's own writer would store them."""
+  from tensorflow_datasets.core import hashing  # pylint: disable=g-import-not-at-top
+  hasher = hashing.Hasher(salt=split)
+  return sorted(range(num), key=hasher.hash_key)
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_original_order_inverts_the_tfds_key_shuffle(split):
+  # Uses TFDS's own hasher, independent of arsm_jax's re-implementation.
+  stored = np.array(_tfds_stored_order(split, 500))
+  position = data.original_order(split, 500)
+  np.testing.assert_array_equal(stored[position], np.arange(500))
+  assert not np.array_equal(stored, np.arange(500))  # It is shuffled.
+
+
+def test_paper_split_validates_on_the_first_file_images():
+  stored = np.array(_tfds_stored_order("train", 300))
+  images = stored[:, None].astype(np.int32)  # Each image holds its index.
+  train, valid = data.split_train_validation(images, 30, how="paper")
+  np.testing.assert_array_equal(valid[:, 0], np.arange(30))
+  np.testing.assert_array_equal(train[:, 0], np.arange(30, 300))
+  with pytest.raises(ValueError, match="Unknown validation_split 'first'; "
+                     "allowed: last, paper"):
+    data.split_train_validation(images, 30, how="first")
+
+
+def test_statistics_check_flags_images_of_another_dataset():
+  rng = np.random.default_rng(0)
+  # Grey levels with MNIST's mean (0.1307 * 255 = 33.3).
+  mnist_like = (rng.random((200, 784)) < 0.1307).astype(np.uint8) * 255
+  assert data.check_statistics(mnist_like, "mnist", "train") is None
+  message = data.check_statistics(mnist_like, "fashion_mnist", "train", "D")
+  assert message is not None
+  assert "fashion_mnist/train under D" in message and "like mnist" in message
+
+
 def test_epoch_permutation_is_a_pure_function_of_key_and_epoch():
   key = jax.random.PRNGKey(3)
   p0 = data.epoch_permutation(key, 0, 50)
@@ -137,3 +174,13 @@ def test_real_mnist_test_split(tmp_path):
   assert images.shape == (10000, 784) and images.dtype == np.uint8
   # The MNIST test-set mean grey level is 0.1325 of 255.
   assert abs(images.mean() / 255 - 0.1325) < 2e-3
+
+
+@pytest.mark.skipif(not os.path.isdir(os.path.join(_REAL_TFDS, "mnist")),
+                    reason=f"no prepared TFDS mnist in {_REAL_TFDS}")
+def test_real_mnist_original_order_starts_with_the_known_labels():
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  source = tfds.data_source("mnist", data_dir=_REAL_TFDS, download=False)
+  position = data.original_order("train", len(source["train"]))
+  labels = [int(source["train"][int(p)]["label"]) for p in position[:10]]
+  assert labels == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]  # The IDX file's start.

@@ -144,3 +144,38 @@ def test_bad_batch_arguments_are_rejected():
                          lambda z, x: jnp.sum(z) * x, jnp.ones(3))
   with pytest.raises(ValueError, match="\\[..., K, C\\]"):
     arsm_jax.expectation(jax.random.PRNGKey(0), jnp.zeros(3), jnp.sum)
+
+
+def test_pathwise_samples_keeps_the_first_draws_and_the_logit_gradient():
+  theta, logits, f = small_model(3)
+  key = jax.random.PRNGKey(5)
+  est = estimators.get("reinforce_loo", num_samples=4)
+
+  def surrogate(th, lg, **kw):
+    return arsm_jax.expectation(key, lg, lambda z: f(th, z), estimator=est,
+                                **kw)
+
+  samples = est.estimate(key, logits, lambda z: f(theta, z)).samples
+  # The first draw alone carries the theta gradient and the value...
+  value, g = jax.value_and_grad(surrogate)(theta, logits, pathwise_samples=1)
+  np.testing.assert_allclose(value, f(theta, samples[0]), rtol=1e-6)
+  jax.tree_util.tree_map(
+      lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7),
+      g, jax.grad(f)(theta, samples[0]))
+  # ...two draws carry their mean, and the logit gradient never changes.
+  g2 = jax.grad(surrogate)(theta, logits, pathwise_samples=2)
+  mean2 = jax.tree_util.tree_map(
+      lambda a, b: (a + b) / 2, jax.grad(f)(theta, samples[0]),
+      jax.grad(f)(theta, samples[1]))
+  jax.tree_util.tree_map(
+      lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7),
+      g2, mean2)
+  full = jax.grad(surrogate, argnums=1)(theta, logits)
+  for kept in (1, 2, 10):
+    np.testing.assert_array_equal(
+        jax.grad(surrogate, argnums=1)(theta, logits, pathwise_samples=kept),
+        full)
+  for bad in (0, -1, True, 1.5):
+    with pytest.raises(ValueError, match=f"pathwise_samples must be None or "
+                       f"an int >= 1; got {bad!r}"):
+      surrogate(theta, logits, pathwise_samples=bad)

@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -224,6 +225,9 @@ def test_any_registered_estimator_gives_a_finite_training_step(name):
 @pytest.mark.parametrize("field,value,match", [
     ("model", "deep", "Unknown model 'deep'.*linear, nonlinear, two_layer"),
     ("binarization", "static", "Unknown binarization 'static'"),
+    ("decoder_samples", -1, "config.decoder_samples must be >= 0; got -1"),
+    ("validation_split", "first", "Unknown validation_split 'first'; "
+     "allowed: last, paper"),
     ("estimator", "nope", "Unknown estimator 'nope'; registered:"),
     ("batch_size", -5, "batch_size must be >= 1; got -5"),
     ("num_categories", 1, "num_categories must be >= 2"),
@@ -334,3 +338,26 @@ def test_resume_with_a_different_config_is_refused(uninterrupted):
   workdir, _ = uninterrupted
   with pytest.raises(ValueError, match="different config.*learning_rate"):
     vae.train_and_evaluate(_tiny(num_epochs=3, learning_rate=1e-2), workdir)
+
+
+def test_runs_saved_before_a_field_existed_resume_with_its_old_value(
+    uninterrupted, tmp_path):
+  full_dir, full_summary = uninterrupted
+  workdir = str(tmp_path / "old")
+  shutil.copytree(full_dir, workdir)
+  path = os.path.join(workdir, "config.json")
+  with open(path) as fh:
+    saved = json.load(fh)
+  for field in ("validation_split", "decoder_samples"):
+    del saved[field]
+  with open(path, "w") as fh:
+    json.dump(saved, fh)
+  # The finished run is recognised (nothing left to train)...
+  summary = vae.train_and_evaluate(_tiny(num_epochs=3), workdir)
+  assert summary["final_valid_neg_elbo"] == full_summary["final_valid_neg_elbo"]
+  # ...but not under a value the old run did not use.
+  with open(path, "w") as fh:
+    json.dump(saved, fh)
+  with pytest.raises(ValueError, match=r"different config.*validation_split"):
+    vae.train_and_evaluate(_tiny(num_epochs=3, validation_split="paper"),
+                           workdir)

@@ -115,6 +115,7 @@ def validate_config(config) -> estimators.Estimator:
     raise ValueError(f"Unknown dataset {config.dataset!r}; allowed: "
                      f"{', '.join(DATASETS)}.")
   data_lib.check_binarization(config.binarization)
+  data_lib.check_validation_split(config.validation_split)
   if config.model not in vae_models.MODELS:
     raise ValueError(f"Unknown model {config.model!r}; allowed: "
                      f"{', '.join(vae_models.MODELS)}.")
@@ -123,7 +124,7 @@ def validate_config(config) -> estimators.Estimator:
                 "variance_batch_size", "num_validation", "max_checkpoints"):
     _positive_int(config, field)
   for field in ("variance_every_steps", "checkpoint_every_steps", "seed",
-                "num_devices"):
+                "num_devices", "decoder_samples"):
     _positive_int(config, field, allow_zero=True)
   num_devices = config.num_devices or jax.device_count()
   if config.batch_size % num_devices:
@@ -222,15 +223,22 @@ def neg_elbo_one_layer(model, params, z: Array, x: Array,
           + vae_models.categorical_log_prob(z, log_q))
 
 
-def one_layer_objective(model, est: estimators.Estimator) -> Objective:
-  """Objective of :class:`~arsm_jax.models.vae.CategoricalVAE`."""
+def one_layer_objective(model, est: estimators.Estimator,
+                        decoder_samples: int = 0) -> Objective:
+  """Objective of :class:`~arsm_jax.models.vae.CategoricalVAE`.
+
+  ``decoder_samples`` > 0 keeps the decoder gradient to that many of a
+  multi-sample estimator's draws (see ``expectation``'s
+  ``pathwise_samples``); 0 uses them all.
+  """
+  pathwise = decoder_samples or None
   neg_elbo_at = functools.partial(neg_elbo_one_layer, model)
 
   def surrogate(params, logits, key, x, est_state):
     f = lambda z, xi, lq: neg_elbo_at(params, z, xi, lq)
     log_q = jax.nn.log_softmax(logits)
     out = expectation(key, logits, f, x, log_q, estimator=est,
-                      state=est_state)
+                      state=est_state, pathwise_samples=pathwise)
     return out if est.stateful else (out, None)
 
   def neg_elbo(params, key, x):
@@ -264,8 +272,10 @@ def one_layer_objective(model, est: estimators.Estimator) -> Objective:
   return Objective(loss, logit_grads, neg_elbo, log_weights)
 
 
-def two_layer_objective(model, est: estimators.Estimator) -> Objective:
+def two_layer_objective(model, est: estimators.Estimator,
+                        decoder_samples: int = 0) -> Objective:
   """Objective of :class:`~arsm_jax.models.vae.TwoLayerVAE` (see module doc)."""
+  pathwise = decoder_samples or None
   num_cats = model.num_categories
   log_prior2 = -model.num_latents * math.log(num_cats)
 
@@ -293,7 +303,8 @@ def two_layer_objective(model, est: estimators.Estimator) -> Objective:
                           dtype=z1.dtype)
       return neg_elbo_at(params, z1, z2, xi, lq1, lq2)
 
-    values = expectation(k1, logits1, f1, x, log_q1, keys2, estimator=est)
+    values = expectation(k1, logits1, f1, x, log_q1, keys2, estimator=est,
+                         pathwise_samples=pathwise)
     # Layer 2 at layer 1's sample: the expectation layer gives image b the
     # key split(k1, B)[b], from which arsm/ar draw z1 by the augmentation.
     keys1 = jax.random.split(k1, batch)
@@ -306,7 +317,8 @@ def two_layer_objective(model, est: estimators.Estimator) -> Objective:
       # all come from layer 1's surrogate above.
       return sg(neg_elbo_at(params, z1i, z2, xi, lq1, layer2(params, z1i)[1]))
 
-    inner = expectation(k2, logits2, f2, z1, x, log_q1, estimator=est)
+    inner = expectation(k2, logits2, f2, z1, x, log_q1, estimator=est,
+                        pathwise_samples=pathwise)
     return values + inner - sg(inner)
 
   def neg_elbo(params, key, x):
@@ -335,10 +347,11 @@ def two_layer_objective(model, est: estimators.Estimator) -> Objective:
   return Objective(loss, logit_grads, neg_elbo, log_weights)
 
 
-def make_objective(model, est: estimators.Estimator) -> Objective:
+def make_objective(model, est: estimators.Estimator,
+                   decoder_samples: int = 0) -> Objective:
   if isinstance(model, vae_models.TwoLayerVAE):
-    return two_layer_objective(model, est)
-  return one_layer_objective(model, est)
+    return two_layer_objective(model, est, decoder_samples)
+  return one_layer_objective(model, est, decoder_samples)
 
 
 # ----------------------------------------------------------------------------
@@ -371,7 +384,7 @@ def _build(config, est):
       config.model, config.num_latents, config.num_categories,
       _num_pixels(config), _widths(config, "encoder_hidden"),
       _widths(config, "decoder_hidden"))
-  objective = make_objective(model, est)
+  objective = make_objective(model, est, int(config.decoder_samples))
   tx = optax.adam(config.learning_rate)
   return model, objective, tx
 
@@ -494,12 +507,17 @@ def load_data(config) -> dict[str, np.ndarray]:
                               int(config.synthetic_pixels), seed=config.seed)
   return data_lib.load(config.dataset, config.data_dir,
                        config.cache_dir if config.cache_images else None,
-                       config.num_validation)
+                       config.num_validation, config.validation_split)
 
 
 def _comparable(config) -> dict[str, Any]:
   return {k: v for k, v in config.to_dict().items()
           if k not in _RESUMABLE_FIELDS}
+
+
+# Fields added after runs were already being saved, with the value that
+# reproduces what those runs did: a saved config without them means these.
+_ADDED_FIELDS = {"validation_split": "last", "decoder_samples": 0}
 
 
 def _check_or_write_config(config, workdir: str) -> None:
@@ -508,6 +526,7 @@ def _check_or_write_config(config, workdir: str) -> None:
   if os.path.exists(path):
     with open(path) as fh:
       saved = json.load(fh)
+    saved = {**_ADDED_FIELDS, **saved}
     old = {k: v for k, v in saved.items() if k not in _RESUMABLE_FIELDS}
     new = {k: v for k, v in current.items() if k not in _RESUMABLE_FIELDS}
     if old != new:
@@ -720,6 +739,15 @@ def _read_rows(workdir: str) -> list[dict[str, Any]]:
     return [json.loads(ln) for ln in fh if ln.strip()]
 
 
+def _splits_text(config) -> str:
+  if config.dataset == "synthetic":
+    return "synthetic"
+  which = {"last": "the last {n} of TFDS train validate",
+           "paper": "the first {n} of the original train file validate, as "
+                    "in TensorFlow's read_data_sets"}[config.validation_split]
+  return which.format(n=config.num_validation) + "; the test split tests"
+
+
 def _summary(config, est, workdir, evals, num_steps, steps_per_epoch,
              start_step, loop_seconds) -> dict[str, Any]:
   rows = _read_rows(workdir)
@@ -738,8 +766,7 @@ def _summary(config, est, workdir, evals, num_steps, steps_per_epoch,
       "num_categories": config.num_categories,
       "dataset": config.dataset,
       "binarization": config.binarization,
-      "splits": "55k/5k/10k (last 5k of train validate)"
-                if config.dataset != "synthetic" else "synthetic",
+      "splits": _splits_text(config),
       "batch_size": config.batch_size,
       "learning_rate": config.learning_rate,
       "optimizer": "adam",
