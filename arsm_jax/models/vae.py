@@ -55,6 +55,11 @@ def _flatten_latent(z: Array) -> Array:
   return z.reshape(z.shape[:-2] + (z.shape[-2] * z.shape[-1],))
 
 
+def _unflatten_latent(out: Array, num_latents: int,
+                      num_categories: int) -> Array:
+  return out.reshape(out.shape[:-1] + (num_latents, num_categories))
+
+
 class CategoricalVAE(nn.Module):
   """One stochastic layer: ``x -> logits [K, C] -> z -> pixel logits``.
 
@@ -79,9 +84,8 @@ class CategoricalVAE(nn.Module):
 
   def encode(self, x: Array) -> Array:
     """Binary images ``[..., D]`` -> logits of q(z|x), ``[..., K, C]``."""
-    out = self.encoder(x)
-    return out.reshape(out.shape[:-1] + (self.num_latents,
-                                          self.num_categories))
+    return _unflatten_latent(self.encoder(x), self.num_latents,
+                             self.num_categories)
 
   def decode(self, z: Array) -> Array:
     """Latents ``[..., K, C]`` -> Bernoulli logits of p(x|z), ``[..., D]``."""
@@ -116,8 +120,7 @@ class TwoLayerVAE(nn.Module):
     self.decoder1 = MLP(self.decoder_hidden, self.num_pixels)
 
   def _latent(self, out: Array) -> Array:
-    return out.reshape(out.shape[:-1] + (self.num_latents,
-                                          self.num_categories))
+    return _unflatten_latent(out, self.num_latents, self.num_categories)
 
   def encode(self, x: Array) -> Array:
     """Logits of q(z1|x), ``[..., K, C]``."""

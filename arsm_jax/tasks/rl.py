@@ -53,6 +53,7 @@ import ml_collections
 import numpy as np
 
 from arsm_jax import envs
+from arsm_jax import tasks
 from arsm_jax import writers
 from arsm_jax.rl import learners as learners_lib
 
@@ -65,20 +66,8 @@ LOG_VARIANCE_FLOOR = float(np.log(1e-30))
 
 
 def learner_list(config) -> list[str]:
-  names = config.learner
-  if isinstance(names, str):
-    names = [n.strip() for n in names.split(",") if n.strip()]
-  names = list(names)
-  if not names:
-    raise ValueError("config.learner is empty; give comma-separated names "
-                     f"from: {', '.join(learners_lib.LEARNERS)}.")
-  bad = [n for n in names if n not in learners_lib.LEARNERS]
-  if bad:
-    raise ValueError(f"Unknown learner(s) {bad} in config.learner; known: "
-                     f"{', '.join(learners_lib.LEARNERS)}.")
-  if len(set(names)) != len(names):
-    raise ValueError(f"config.learner lists a name twice: {names}.")
-  return names
+  return tasks.name_list(config.learner, "learner", "learner",
+                         learners_lib.LEARNERS)
 
 
 def validate_config(config) -> list[str]:

@@ -35,6 +35,7 @@ import ml_collections
 import numpy as np
 
 from arsm_jax import estimators
+from arsm_jax import tasks
 from arsm_jax import writers
 
 Array = jax.Array
@@ -56,21 +57,8 @@ def optimum(num_categories: int, reward_scale: float) -> float:
 
 
 def _estimator_list(config) -> list[str]:
-  names = config.estimators
-  if isinstance(names, str):
-    names = [n.strip() for n in names.split(",") if n.strip()]
-  names = list(names)
-  if not names:
-    raise ValueError("config.estimators is empty; give comma-separated names "
-                     f"from: {', '.join(estimators.names())}.")
-  known = set(estimators.names())
-  bad = [n for n in names if n not in known]
-  if bad:
-    raise ValueError(f"Unknown estimator(s) {bad} in config.estimators; "
-                     f"known: {', '.join(estimators.names())}.")
-  if len(set(names)) != len(names):
-    raise ValueError(f"config.estimators lists a name twice: {names}.")
-  return names
+  return tasks.name_list(config.estimators, "estimators", "estimator",
+                         estimators.names())
 
 
 def validate_config(config) -> list[str]:

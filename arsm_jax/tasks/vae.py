@@ -46,7 +46,7 @@ import logging as std_logging
 import math
 import os
 import time
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, Optional
 
 from absl import logging
 import flax
@@ -590,9 +590,13 @@ class _QuietOrbax(std_logging.Filter):
         f"{os.sep}orbax{os.sep}" not in record.pathname)
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict,
-                       workdir: str) -> dict[str, Any]:
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                       splits: Optional[dict[str, np.ndarray]] = None
+                       ) -> dict[str, Any]:
   """Trains the VAE of ``config`` in ``workdir`` (resuming if possible).
+
+  ``splits`` (``{'train', 'validation', 'test'}`` ``uint8 [n, D]`` arrays)
+  replaces the images ``config`` names, for experiments on other subsets.
 
   Returns:
     The summary also written to ``workdir/summary.json``.
@@ -602,7 +606,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   if not any(isinstance(f, _QuietOrbax) for f in absl_logger.filters):
     absl_logger.addFilter(_QuietOrbax())
   t_start = time.time()
-  splits = load_data(config)
+  if splits is None:
+    splits = load_data(config)
   os.makedirs(workdir, exist_ok=True)
   _check_or_write_config(config, workdir)
   num_train = len(splits["train"])
