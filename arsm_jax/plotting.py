@@ -1,4 +1,9 @@
-"""Figures in the style of the ARSM poster."""
+"""Every figure of the project, in the style of the ARSM poster.
+
+:func:`plot_toy` (figure 1, called by the toy task), :func:`plot_rl`
+(figure 3, called by the RL task) and :func:`plot_vae` (figure 2, called by
+``experiments/vae_figure.py`` on finished or running VAE workdirs).
+"""
 
 from __future__ import annotations
 
@@ -63,6 +68,55 @@ def plot_toy(curves: Mapping[str, Mapping[str, np.ndarray]], config,
   axes[0].legend(fontsize=8, loc="lower right")
   fig.suptitle(f"Toy: C = {config.num_categories}, "
                f"R = {config.reward_scale:g}, one draw per iteration")
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def plot_rl(results: Mapping[str, Mapping[str, np.ndarray]], config,
+            threshold: float, path: str,
+            log_variance_floor: float = float(np.log(1e-30))) -> None:
+  """Moving-average reward and log gradient variance: median, 10-90% band.
+
+  Args:
+    results: per learner, ``moving_average [E, S]``, ``log_grad_variance
+      [M, S]`` and ``variance_episode [M]``.
+    config: the RL config (env, window, seeds, draws).
+    threshold: the solved threshold, drawn dotted.
+    path: the image to write.
+    log_variance_floor: the log variance reported for an exactly constant
+      estimate.
+  """
+  fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+  for name, r in results.items():
+    col = color(name)
+    ma = np.asarray(r["moving_average"])                     # [E, S]
+    x = np.arange(1, ma.shape[0] + 1)
+    axes[0].plot(x, np.median(ma, axis=1), color=col, label=name)
+    axes[0].fill_between(x, np.percentile(ma, 10, axis=1),
+                         np.percentile(ma, 90, axis=1), color=col, alpha=0.2)
+    lv = np.maximum(np.asarray(r["log_grad_variance"]),
+                    log_variance_floor)                      # [M, S]
+    if lv.size:
+      xv = np.asarray(r["variance_episode"])
+      axes[1].plot(xv, np.median(lv, axis=1), color=col, label=name)
+      axes[1].fill_between(xv, np.percentile(lv, 10, axis=1),
+                           np.percentile(lv, 90, axis=1), color=col,
+                           alpha=0.2)
+  axes[0].axhline(threshold, color="k", ls=":", lw=0.8)
+  axes[0].set_title(f"{config.env}: moving-average reward "
+                    f"({config.moving_average_window} episodes)")
+  axes[1].set_title(f"log variance of the policy gradient "
+                    f"({config.variance_draws} estimates)")
+  axes[1].set_ylabel(f"log variance (floor {log_variance_floor:.0f}: "
+                     "exactly zero)")
+  for ax in axes:
+    ax.set_xlabel("episode")
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+      ax.legend(fontsize=8)
+  fig.suptitle(f"median of {config.num_seeds} seeds, bands 10th-90th "
+               "percentile")
   fig.tight_layout()
   fig.savefig(path, dpi=110)
   plt.close(fig)

@@ -380,6 +380,8 @@ class Checkpoints:
     self._manager.close()
 
   def delete_all(self) -> None:
-    """Removes the checkpoint directory (a finished run needs none)."""
-    self.close()
+    """Removes the checkpoint directory (a finished run needs none).
+
+    Call :meth:`close` first.
+    """
     shutil.rmtree(self.directory, ignore_errors=True)
