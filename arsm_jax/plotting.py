@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Any, Mapping, Sequence
 
 import matplotlib
 
@@ -119,4 +119,52 @@ def plot_rl(results: Mapping[str, Mapping[str, np.ndarray]], config,
                "percentile")
   fig.tight_layout()
   fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def plot_vae(runs: Sequence[Mapping[str, Any]], path: str, valid: bool = False,
+             ymax: float = 200.0) -> None:
+  """-ELBO against iteration for VAE runs, one colour per estimator.
+
+  Training -ELBO (per-epoch mean) solid, test -ELBO dashed with markers,
+  validation -ELBO dotted when ``valid``. Repeated estimators (other learning
+  rates, say) are drawn fainter.
+
+  Args:
+    runs: per run ``{"config": saved config dict, "metrics": DataFrame of
+      metrics.jsonl}``.
+    path: the image to write.
+    valid: also draw the validation -ELBO.
+    ymax: upper y limit in nats (0: automatic).
+  """
+  fig, ax = plt.subplots(figsize=(7, 4.5))
+  titles, seen = set(), {}
+  for run in runs:
+    cfg, df = run["config"], run["metrics"]
+    name = cfg["estimator"]
+    label = f"{name} (lr {cfg['learning_rate']:g})"
+    alpha = 1.0 / (1 + seen.get(name, 0))
+    seen[name] = seen.get(name, 0) + 1
+    titles.add(f"{cfg['model']}, {cfg['dataset']} ({cfg['binarization']}), "
+               f"batch {cfg['batch_size']}")
+    curves = (("train_neg_elbo", "-", "train"), ("test_neg_elbo", "--", "test"))
+    if valid:
+      curves += (("valid_neg_elbo", ":", "valid"),)
+    for column, style, kind in curves:
+      if column not in df:
+        continue
+      rows = df[df[column].notna()]
+      ax.plot(rows["step"], rows[column], style, color=color(name), lw=1.4,
+              alpha=alpha, marker="o" if kind == "test" else None, ms=3,
+              label=f"{label}, {kind}")
+  ax.set_xlabel("iteration")
+  ax.set_ylabel("-ELBO (nats)")
+  if ymax:
+    low = ax.get_ylim()[0]
+    ax.set_ylim(low if np.isfinite(low) else None, ymax)
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=7)
+  ax.set_title("; ".join(sorted(titles)), fontsize=9)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
   plt.close(fig)
