@@ -269,7 +269,13 @@ def _truncate_events(path: str, step: int) -> None:
 
 
 def truncate_metrics(logdir: str, step: int) -> None:
-  """Drops every metric logged after ``step`` (jsonl and TensorBoard)."""
+  """Drops every metric logged after ``step`` (jsonl and TensorBoard).
+
+  ``step`` is the step of the restored checkpoint; 0 (nothing restored: the
+  run starts from scratch) drops every row, those of step 0 included.
+  """
+  if step <= 0:
+    step = -1
   _truncate_jsonl(os.path.join(logdir, writers.METRICS_FILE), step)
   if os.path.isdir(logdir):
     for name in os.listdir(logdir):

@@ -169,6 +169,9 @@ def test_truncate_metrics_cuts_jsonl_and_every_event_file(tmp_path):
   assert [r["step"] for r in _rows(logdir)] == [1, 2, 3, 4]
   assert sorted({s for _, s, _ in runs.event_scalars(logdir)}) == [1, 2, 3, 4]
   _tb_matches_jsonl(logdir)
+  # Step 0: nothing was restored, so nothing logged before survives.
+  runs.truncate_metrics(logdir, 0)
+  assert _rows(logdir) == [] and runs.event_scalars(logdir) == []
 
 
 def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path):
