@@ -91,6 +91,14 @@ def _interrupt_at(monkeypatch, step):
                                      original)
 
 
+def _run_interrupted(monkeypatch, train, config, workdir, step):
+  """Runs ``train(config, workdir)`` until the progress report of ``step``."""
+  restore = _interrupt_at(monkeypatch, step)
+  with pytest.raises(_Killed):
+    train(config, workdir)
+  restore()
+
+
 def _damage_newest(ckpt_dir):
   """Truncates the largest file of the newest checkpoint to half its size."""
   newest = os.path.join(ckpt_dir, str(max(
@@ -223,10 +231,9 @@ def test_vae_resume_from_a_damaged_checkpoint_matches_uninterrupted(
     vae_full, tmp_path, monkeypatch, warnings_log):
   full_dir, full_summary = vae_full
   workdir = str(tmp_path / "resumed")
-  restore = _interrupt_at(monkeypatch, 13)   # checkpoints at steps 5 and 10
-  with pytest.raises(_Killed):
-    vae.train_and_evaluate(_vae_tiny(), workdir)
-  restore()
+  # Checkpoints at steps 5 and 10, then killed after step 12's metrics.
+  _run_interrupted(monkeypatch, vae.train_and_evaluate, _vae_tiny(), workdir,
+                   13)
   assert any(r["step"] == 12 for r in _rows(workdir))
   damaged = _damage_newest(os.path.join(workdir, "checkpoints"))
   assert damaged.endswith(os.sep + "10")
@@ -292,10 +299,8 @@ def test_rl_resume_from_a_damaged_checkpoint_matches_uninterrupted(
     rl_full, tmp_path, monkeypatch, warnings_log):
   full_dir, full = rl_full
   workdir = str(tmp_path / "resumed")
-  restore = _interrupt_at(monkeypatch, 5)    # checkpoints at episodes 2, 4
-  with pytest.raises(_Killed):
-    rl.train_and_evaluate(_rl_tiny(), workdir)
-  restore()
+  # Checkpoints at episodes 2 and 4, then killed after episode 5.
+  _run_interrupted(monkeypatch, rl.train_and_evaluate, _rl_tiny(), workdir, 5)
   damaged = _damage_newest(os.path.join(workdir, "arsm", "checkpoints"))
   out = rl.train_and_evaluate(_rl_tiny(), workdir)
   assert sum(damaged in line for line in warnings_log) == 1
