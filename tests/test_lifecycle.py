@@ -389,7 +389,11 @@ def test_runs_killed_at_random_points_end_as_uninterrupted(
         [sys.executable, str(script), workdir], cwd=REPO, timeout=240,
         capture_output=True, text=True,
         env=dict(os.environ, JAX_PLATFORMS="cpu", KILL_AT=str(kill_at),
-                 KILL_MODE=mode, PYTHONPATH=REPO))
+                 KILL_MODE=mode, PYTHONPATH=REPO,
+                 # Later children load what the first one compiled.
+                 JAX_COMPILATION_CACHE_DIR=str(tmp_path / "jax_cache"),
+                 JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+                 JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0"))
     if kill_at:
       assert proc.returncode in (-signal.SIGKILL, 0), proc.stderr[-3000:]
       killed += proc.returncode == -signal.SIGKILL
