@@ -242,7 +242,7 @@ def test_train_and_evaluate_tiny_resumes_and_rerun_skips(tmp_path,
                                                         monkeypatch):
   config = rl_config.get_config("tiny")
   config.learner = "arsm"
-  workdir = str(tmp_path)
+  workdir = str(tmp_path / "resumed")
 
   # Interrupt the first run after episode 5 (checkpoint at episode 4).
   class Interrupted(Exception):
@@ -257,7 +257,8 @@ def test_train_and_evaluate_tiny_resumes_and_rerun_skips(tmp_path,
     m.setattr(rl.writers.ProgressReporter, "__call__", report)
     with pytest.raises(Interrupted):
       rl.train_and_evaluate(config, workdir)
-  assert os.path.exists(os.path.join(workdir, "arsm", "checkpoint.pkl"))
+  ckpt_dir = os.path.join(workdir, "arsm", "checkpoints")
+  assert os.listdir(ckpt_dir)                    # the checkpoint of episode 4
 
   out = rl.train_and_evaluate(config, workdir)
   summary = out["summary"]["arsm"]
@@ -269,7 +270,7 @@ def test_train_and_evaluate_tiny_resumes_and_rerun_skips(tmp_path,
   assert np.all(np.isfinite(curves["log_grad_variance"]))
   assert curves["log_grad_variance"].shape == (2, config.num_seeds)
   assert os.path.exists(os.path.join(workdir, "rl.png"))
-  assert not os.path.exists(os.path.join(workdir, "arsm", "checkpoint.pkl"))
+  assert not os.path.exists(ckpt_dir)
   with open(os.path.join(workdir, "summary.json")) as fh:
     assert json.load(fh)["env"] == "CartPole-v1"
   metrics = os.path.join(workdir, "arsm", "metrics.jsonl")
@@ -282,3 +283,12 @@ def test_train_and_evaluate_tiny_resumes_and_rerun_skips(tmp_path,
   assert os.path.getmtime(metrics) == stamp
   np.testing.assert_array_equal(again["curves"]["arsm"]["reward"],
                                 curves["reward"])
+  # The resumed run's curves and metrics equal an uninterrupted run's.
+  full_dir = str(tmp_path / "uninterrupted")
+  full = rl.train_and_evaluate(config, full_dir)
+  for key, value in full["curves"]["arsm"].items():
+    np.testing.assert_array_equal(curves[key], value, err_msg=key)
+  with open(os.path.join(full_dir, "arsm", "metrics.jsonl")) as fh:
+    full_rows = [json.loads(line) for line in fh]
+  with open(metrics) as fh:
+    assert [json.loads(line) for line in fh] == full_rows
