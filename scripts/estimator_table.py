@@ -175,6 +175,12 @@ def docs_page(table_rows: list[Row]) -> str:
         f"{_cell(r.cost)} | {_cell(_settings_text(r.settings))} | "
         f"{_cell(r.reference)} |")
   out.append("")
+  from arsm_jax import estimators  # pylint: disable=g-import-not-at-top
+  if hasattr(estimators, "info"):
+    out += ["```{eval-rst}",
+            ".. autofunction:: arsm_jax.estimators.info",
+            "   :no-index:",
+            "```", ""]
   for r in table_rows:
     out += [
         f"(estimator-{r.name.replace('_', '-')})=",

@@ -200,6 +200,7 @@ def test_launcher_without_an_extra_fails_with_one_line(tmp_path, block, config,
   assert not workdir.exists()
 
 
+@pytest.mark.slow
 def test_launch_prints_no_backend_probe_noise(tmp_path):
   proc = _launch(tmp_path, "--config=configs/toy.py",
                  f"--workdir={tmp_path / 'run'}", "--config.estimators=arsm",
