@@ -99,7 +99,12 @@ def train_and_evaluate(config, workdir: str):
 
   Each experiment's ``arsm_jax.tasks.<experiment>.train_and_evaluate``; see
   :mod:`arsm_jax.tasks`. Re-running with the same ``workdir`` resumes.
+
+  Raises:
+    MissingExtraError: before anything runs, when the experiment (or its
+      environment, for LunarLander) needs an extra that is not installed.
   """
+  tasks.check_requirements(config.experiment, config)
   return tasks.train_and_evaluate(config, workdir)
 
 

@@ -32,9 +32,11 @@ extensions = [
     "sphinx.ext.mathjax",
 ]
 source_suffix = {".md": "markdown", ".rst": "restructuredtext"}
-# diagnostics_table.md is written by experiments/diagnostics.py and shown
-# through api/diagnostics_table.md.
-exclude_patterns = ["_build", "Thumbs.db", ".DS_Store", "diagnostics_table.md"]
+# Generated fragments, shown through the pages that {include} them:
+# diagnostics_table.md (experiments/diagnostics.py) in api/diagnostics_table.md,
+# results/ (scripts/make_results.py) in the experiment pages.
+exclude_patterns = ["_build", "Thumbs.db", ".DS_Store", "diagnostics_table.md",
+                    "results/**"]
 myst_enable_extensions = ["dollarmath"]
 myst_heading_anchors = 3
 

@@ -2,9 +2,10 @@
 
 ``get(name)`` imports the task module named by ``config.experiment``; tasks
 are imported lazily so that, say, the toy does not need TFDS. The experiments
-need the ``[experiments]`` extra (LunarLander also ``[lunarlander]``); without
-it, ``get`` and ``train_and_evaluate`` raise :class:`MissingExtraError`, whose
-one-line message names the extra to install.
+need the ``[experiments]`` extra (LunarLander also ``[lunarlander]``, checked
+by ``check_requirements(name, config)``, which ``arsm_jax.experiments`` and
+the launcher call); without it, ``get`` raises :class:`MissingExtraError`,
+whose one-line message names the extra to install.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 from types import ModuleType
-from typing import Iterable, Sequence
+from typing import Sequence
 
 TASKS = {
     "toy": "arsm_jax.tasks.toy",
@@ -46,7 +47,7 @@ class MissingExtraError(ImportError):
   """An experiment needs a module of an extra that is not installed."""
 
   @classmethod
-  def for_modules(cls, what: str, modules: Iterable[str],
+  def for_modules(cls, what: str, modules: "list[str] | tuple[str, ...]",
                   extra: str = "experiments") -> "MissingExtraError":
     modules = sorted({m.split(".")[0] for m in modules if m})
     extras = {_EXTRA_OF_MODULE.get(m, extra) for m in modules} or {extra}
@@ -57,7 +58,7 @@ class MissingExtraError(ImportError):
                f"which {verb} not installed: pip install 'arsm_jax[{names}]'")
 
 
-def _missing(modules: Iterable[str]) -> list[str]:
+def _missing(modules: "list[str] | tuple[str, ...]") -> list[str]:
   """The modules that cannot be found (looked up, not imported)."""
   missing = []
   for m in modules:
@@ -110,9 +111,7 @@ def get(name: str) -> ModuleType:
 
 def train_and_evaluate(config, workdir: str):
   """Runs ``config.experiment`` with ``config``, writing into ``workdir``."""
-  module = get(config.experiment)
-  check_requirements(config.experiment, config)
-  return module.train_and_evaluate(config, workdir)
+  return get(config.experiment).train_and_evaluate(config, workdir)
 
 
 def name_list(value, field: str, kind: str, known: Sequence[str]) -> list[str]:
