@@ -42,6 +42,7 @@ myst_heading_anchors = 3
 
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
+autodoc_typehints_description_target = "documented"
 autodoc_default_options = {"exclude-members": "__weakref__"}
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False
@@ -49,6 +50,8 @@ napoleon_numpy_docstring = False
 napoleon_use_ivar = True
 
 html_theme = "alabaster"
+# Wide enough for the estimator table.
+html_theme_options = {"page_width": "1200px", "sidebar_width": "230px"}
 html_title = f"arsm_jax {release}"
 
 
