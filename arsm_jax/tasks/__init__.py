@@ -28,7 +28,7 @@ _COMMON = ("absl", "ml_collections", "matplotlib")
 REQUIRED_MODULES = {
     "toy": _COMMON,
     "vae": _COMMON + ("flax", "tensorflow_datasets", "orbax"),
-    "rl": _COMMON + ("flax", "gymnax"),
+    "rl": _COMMON + ("flax", "gymnax", "orbax"),
 }
 # Modules of the [lunarlander] extra, needed by the RL experiment's
 # LunarLander-v3 (simulated on the host).
