@@ -140,14 +140,19 @@ def test_get_config_from_another_directory(tmp_path):
 
 def test_missing_extra_is_one_clear_error(monkeypatch):
   real = tasks.importlib.util.find_spec
+  absent = {"orbax"}
   monkeypatch.setattr(
       tasks.importlib.util, "find_spec",
-      lambda name, *a: None if name in ("gymnasium", "orbax") else real(name,
-                                                                        *a))
+      lambda name, *a: None if name in absent else real(name, *a))
   with pytest.raises(tasks.MissingExtraError,
                      match=r"^The vae experiment needs orbax, which is not "
                      r"installed: pip install 'arsm_jax\[experiments\]'$"):
     tasks.check_requirements("vae")
+  with pytest.raises(tasks.MissingExtraError,
+                     match=r"needs gymnasium, orbax, which are not installed: "
+                     r"pip install 'arsm_jax\[experiments,lunarlander\]'$"):
+    tasks.check_requirements("rl", experiments.get_config("rl:lunarlander"))
+  absent = {"gymnasium"}
   config = experiments.get_config("rl:lunarlander")
   with pytest.raises(tasks.MissingExtraError,
                      match=r"LunarLander-v3 needs gymnasium.*"
