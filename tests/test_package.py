@@ -148,6 +148,7 @@ def test_missing_extra_is_one_clear_error(monkeypatch):
                      match=r"^The vae experiment needs orbax, which is not "
                      r"installed: pip install 'arsm_jax\[experiments\]'$"):
     tasks.check_requirements("vae")
+  absent = {"orbax", "gymnasium"}
   with pytest.raises(tasks.MissingExtraError,
                      match=r"needs gymnasium, orbax, which are not installed: "
                      r"pip install 'arsm_jax\[experiments,lunarlander\]'$"):
