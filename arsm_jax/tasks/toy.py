@@ -209,9 +209,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   """Runs the toy for every estimator in ``config.estimators``.
 
   Returns:
-    ``{"summary": {name: {...}}, "curves": {name: {expected_reward,
-    prob_last, grad_variance}}, "optimum": float}``. The summary is also
-    written to ``workdir/summary.json`` and the figure to ``toy.png``.
+    A dict with ``summary`` and ``curves`` per estimator and the
+    ``optimum``; the curves are ``expected_reward``, ``prob_last`` and
+    ``grad_variance``. The summary is also written to
+    ``workdir/summary.json`` and the figure to ``toy.png``.
   """
   names = validate_config(config)
   os.makedirs(workdir, exist_ok=True)
