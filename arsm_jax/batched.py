@@ -260,7 +260,8 @@ class BufferSizer:
   r"""A safe ``buffer_size`` from the totals of recent batches (host side).
 
   ``size`` is the largest total of distinct points among the last ``window``
-  observed batches, times ``1 + headroom``, rounded up to ``multiple`` and
+  observed batches, times ``1 + headroom``, rounded up to ``multiple``
+  (default ``num_points // 64``, at least 1) and
   capped at ``num_points`` (all points of a batch: no saving possible, the
   plain path). Before any observation it is ``num_points``, the plain path.
   Rounding keeps the number of distinct sizes, hence of compilations, small;
@@ -269,17 +270,20 @@ class BufferSizer:
   Attributes:
     num_points: ``B * P``, every point of a batch.
     headroom: relative margin over the recent maximum (default 0.1).
-    multiple: sizes are multiples of this (default 256).
+    multiple: sizes are multiples of this (``None``: ``num_points // 64``,
+      at least 1).
     window: how many recent batches the maximum runs over (default 100).
   """
 
   num_points: int
   headroom: float = 0.1
-  multiple: int = 256
+  multiple: Optional[int] = None
   window: int = 100
   _recent: collections.deque = dataclasses.field(init=False, repr=False)
 
   def __post_init__(self):
+    if self.multiple is None and isinstance(self.num_points, int):
+      self.multiple = max(1, self.num_points // 64)
     for name in ("num_points", "multiple", "window"):
       value = getattr(self, name)
       if isinstance(value, bool) or not isinstance(value, int) or value < 1:
