@@ -263,7 +263,10 @@ class BufferSizer:
   observed batches, times ``1 + headroom``, rounded up to ``multiple``
   (default ``num_points // 64``, at least 1) and
   capped at ``num_points`` (all points of a batch: no saving possible, the
-  plain path). Before any observation it is ``num_points``, the plain path.
+  plain path). A size that would save less than ``min_saving`` of the
+  evaluations is also raised to ``num_points``: the bookkeeping (dedup,
+  packing, lookups) costs a few per cent of a step, so a small saving does
+  not pay. Before any observation it is ``num_points``, the plain path.
   Rounding keeps the number of distinct sizes, hence of compilations, small;
   a batch above the size costs one plain step and is still exact.
 
@@ -273,12 +276,15 @@ class BufferSizer:
     multiple: sizes are multiples of this (``None``: ``num_points // 64``,
       at least 1).
     window: how many recent batches the maximum runs over (default 100).
+    min_saving: the smallest fraction of evaluations worth saving (default
+      0.1).
   """
 
   num_points: int
   headroom: float = 0.1
   multiple: Optional[int] = None
   window: int = 100
+  min_saving: float = 0.1
   _recent: collections.deque = dataclasses.field(init=False, repr=False)
 
   def __post_init__(self):
@@ -292,6 +298,10 @@ class BufferSizer:
     if not (isinstance(self.headroom, (int, float)) and self.headroom >= 0):
       raise ValueError(f"BufferSizer: headroom must be a number >= 0; got "
                        f"{self.headroom!r}.")
+    if not (isinstance(self.min_saving, (int, float))
+            and 0 <= self.min_saving < 1):
+      raise ValueError(f"BufferSizer: min_saving must be a number in [0, 1); "
+                       f"got {self.min_saving!r}.")
     self._recent = collections.deque(maxlen=self.window)
 
   def observe(self, total: Any) -> int:
@@ -305,4 +315,6 @@ class BufferSizer:
       return self.num_points
     want = math.ceil(max(self._recent) * (1.0 + self.headroom))
     want = self.multiple * math.ceil(want / self.multiple)
-    return int(min(max(want, 1), self.num_points))
+    if want > (1.0 - self.min_saving) * self.num_points:
+      return self.num_points
+    return int(max(want, 1))

@@ -155,6 +155,12 @@ def test_buffer_sizer():
   sizer.observe(100)
   assert sizer.observe(100) == 128             # 500 left the window
   assert sizer.observe(990) == 1000            # capped at every point
+  sizer = batched.BufferSizer(num_points=1000, headroom=0.0, multiple=10,
+                              min_saving=0.2)
+  assert sizer.observe(790) == 790
+  assert sizer.observe(810) == 1000            # saves < 20 %: plain path
+  with pytest.raises(ValueError, match="min_saving"):
+    batched.BufferSizer(num_points=10, min_saving=1.0)
   with pytest.raises(ValueError, match="headroom"):
     batched.BufferSizer(num_points=10, headroom=-1)
   with pytest.raises(ValueError, match="multiple"):
