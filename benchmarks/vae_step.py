@@ -198,6 +198,9 @@ def _dedup_candidates(scales, batch, images, iters, draws=5):
         "points_per_image": NUM_PAIRS,
         "batch_distinct_max": int(counts.sum(axis=1).max()),
         "buffer_size": size,
+        # False: BufferSizer chose the plain path (too little to save), so
+        # both steps are the same program and any difference is noise.
+        "dedup_active": size < batch * NUM_PAIRS,
         "identical_after_one_step": bool(identical),
     }
     for label, s in steps.items():
@@ -250,14 +253,14 @@ def _classify(shape, names, batch):
   pseudo_rows = bool(re.search(
       rf"\[({batch * NUM_PAIRS}|{batch},{NUM_PAIRS})[,\]]", shape))
   own = names[0] if names else ""
-  if pseudo_rows and "jvp(vmap(vmap()))/" in own and "decode" not in own:
-    return "likelihood terms outside the decoder"
   if "CategoricalVAE.decode" in text:
     if "transpose(" in text:
       return "pathwise decoder backward"
     if pseudo_rows:
       return "decoder forward on pseudo latents (+ fused likelihood)"
     return "pathwise decoder forward at z"
+  if pseudo_rows and "jvp(vmap(vmap()))/" in own:
+    return "likelihood terms outside the decoder"
   if any(k in own for k in ("threefry", "_uniform", "_exponential", "top_k",
                             "concatenate", "reduce_and", "argmin")):
     return "pseudo actions"
