@@ -119,8 +119,8 @@ def plackett_luce_set_probability(p, rest: float) -> float:
 
 
 def test_quadrature_matches_exact_enumeration():
-  # Set probabilities p(S), p(S - s) on D - s and p(S - s - s') on D - s - s' from the
-  # 256-point trapezoidal rule against the sum over all k! orders, for random
+  # Set probabilities p(S), p(S - s) on D - s and p(S - s - s') on
+  # D - s - s' from the 256-point trapezoidal rule against the sum over all k! orders, for random
   # sets of 2 to 5 elements: flat, concentrated (Dirichlet 0.1, rest mass down
   # to ~1e-14, elements down to ~1e-35) and tiny (p ~ e^-12, rest mass ~1)
   # probabilities. Compared in logs (relative error).
@@ -152,20 +152,11 @@ def test_quadrature_matches_exact_enumeration():
         if a != b:
           errs.append(log_i2[a, b] - log_ref([a, b]))
     worst = max(worst, float(np.max(np.abs(errs))))
+    # The first-draw probabilities p(s) R(S, s) sum to one.
+    np.testing.assert_allclose(np.sum(np.exp(np.log(p) + log_i1 - log_i)), 1.0,
+                               rtol=3e-5)
   # float32 rounding level (measured worst 4.5e-6).
   assert worst < 3e-5, worst
-
-
-def test_first_draw_probabilities_sum_to_one():
-  # sum_s p(s) R(S, s) = 1: the weights of the unordered set estimate.
-  rng = np.random.default_rng(1)
-  for _ in range(10):
-    q = rng.dirichlet(np.ones(6))
-    p = jnp.asarray(np.log(q[:5]), jnp.float32)
-    log_i, log_i1, _ = unordered.log_set_probabilities(
-        p, jnp.ones(5, bool), jnp.float32(np.log(q[5])))
-    np.testing.assert_allclose(jnp.sum(jnp.exp(p + log_i1 - log_i)), 1.0,
-                               rtol=1e-5)
 
 
 # ---------------------------------------------------------------------------
@@ -224,6 +215,7 @@ def test_value_is_an_unbiased_estimate_of_the_expectation(name):
   assert z[0] < helpers.z_threshold(TOTAL_ALPHA, NUM_TESTS), z
 
 
+@pytest.mark.slow
 def test_the_unbiasedness_test_rejects_normalised_weights():
   # Power check: Kool et al.'s normalised-weight variant (weights divided by
   # their sum, baseline their weighted mean) is biased, and the z-test sees
@@ -250,8 +242,7 @@ def test_the_unbiasedness_test_rejects_normalised_weights():
 
 
 @pytest.mark.parametrize("name", ["reinforce_wor", "unordered_set"])
-@pytest.mark.parametrize("num_dims,num_cats,k", [(1, 2, 4), (2, 2, 4),
-                                                 (1, 3, 8), (2, 3, 9)])
+@pytest.mark.parametrize("num_dims,num_cats,k", [(2, 2, 4), (1, 3, 8)])
 def test_sample_larger_than_the_space_is_exact(name, num_dims, num_cats, k):
   logits, f = helpers.random_problem(5, num_dims, num_cats)
   exact = estimators.get("exact")(None, logits, f)
@@ -297,6 +288,7 @@ def test_conditional_gumbels_have_the_conditioned_argmax():
   assert not np.any(np.isnan(np.asarray(x)))
 
 
+@pytest.mark.slow
 def test_conditional_gumbels_mix_to_unconditional_ones():
   # Hard sample from p, then a conditional draw: the pair is an unconditional
   # Gumbel perturbation of log p. Kolmogorov-Smirnov against Gumbel(log p_c)
@@ -319,15 +311,15 @@ def test_conditional_gumbels_mix_to_unconditional_ones():
 
 def test_gumbel_rao_has_st_gumbel_softmax_expectation_and_less_variance():
   # Expectation: a two-sample z-test on the difference of the means of
-  # 20,000 independent draws of each, per coordinate (12), Bonferroni,
+  # 10,000 independent draws of each, per coordinate (12), Bonferroni,
   # false-failure probability 1e-3 in all. Variance: Gumbel-Rao with M = 10
-  # measured about 0.4x ST-GS here; the check asks for < 0.8x, which 20,000
+  # measured RATIO x ST-GS here; the check asks for < 0.8x, which 10,000
   # draws make fail with negligible probability (sample-variance relative
-  # error ~2%).
+  # error a few per cent).
   num_dims, num_cats = 3, 4
   logits, _ = helpers.random_problem(31, num_dims, num_cats)
   f = smooth_objective(31, num_dims, num_cats)
-  n = 20_000
+  n = 10_000
   gr = np.asarray(helpers.draws(estimators.get("gumbel_rao", temperature=0.5),
                                 jax.random.PRNGKey(1), logits, f, n))
   st = np.asarray(helpers.draws(
@@ -340,6 +332,7 @@ def test_gumbel_rao_has_st_gumbel_softmax_expectation_and_less_variance():
                                                       st.var(0).mean())
 
 
+@pytest.mark.slow
 def test_gumbel_rao_with_one_sample_is_st_gumbel_softmax_in_law():
   # M = 1: one conditional relaxation is a draw of ST-GS's joint (y, D), so
   # the variances agree too (ratio within 10%, a wide margin at 20,000 draws).
@@ -364,17 +357,25 @@ def _objective_for(name, num_dims, num_cats, seed):
 
 
 @pytest.mark.parametrize("name", NEW)
-def test_masked_categories_never_drawn_zero_gradient_no_nan(name):
-  logits = jnp.array([[0.5, -jnp.inf, 0.0, -1.0],
-                      [-jnp.inf, 1.0, -jnp.inf, 0.2],
-                      [0.0, 0.0, 0.0, -jnp.inf]])
+def test_masked_categories_and_far_apart_logits(name):
+  # Masked: never drawn, exactly zero gradient, nothing NaN. Far apart
+  # (rows like [0, 60, -60, 1e3]): finite estimates.
+  masked_logits = jnp.array([[0.5, -jnp.inf, 0.0, -1.0],
+                             [-jnp.inf, 1.0, -jnp.inf, 0.2],
+                             [0.0, 0.0, 0.0, -jnp.inf]])
+  far_logits = jnp.array([[0.0, 60.0, -60.0, 1e3], [-1e3, -1e3, 1e3, 1e3],
+                          [0.3, 0.1, -0.2, 0.0]])
   f = _objective_for(name, 3, 4, 2)
   est = estimators.get(name)
-  outs = jax.jit(jax.vmap(lambda k: est.estimate(k, logits, f)))(
-      jax.random.split(jax.random.PRNGKey(0), 2000))
-  masked = np.isneginf(np.asarray(logits))
-  for leaf in (outs.grad, outs.value, outs.weights):
-    assert np.all(np.isfinite(np.asarray(leaf)))
+  run = jax.jit(jax.vmap(lambda k, lg: est.estimate(k, lg, f),
+                         in_axes=(0, None)))
+  keys = jax.random.split(jax.random.PRNGKey(0), 1000)
+  for logits in (masked_logits, far_logits):
+    outs = run(keys, logits)
+    for leaf in (outs.grad, outs.value, outs.weights):
+      assert np.all(np.isfinite(np.asarray(leaf)))
+  outs = run(keys, masked_logits)
+  masked = np.isneginf(np.asarray(masked_logits))
   assert np.all(np.asarray(outs.grad)[:, masked] == 0.0)
   assert np.all(np.asarray(outs.samples)[:, :, masked] == 0.0)
 
@@ -391,48 +392,27 @@ def test_indecater_never_evaluates_f_at_a_masked_category():
   assert np.all(np.isfinite(grads))
 
 
-@pytest.mark.parametrize("name", NEW)
-def test_far_apart_logits_give_finite_estimates(name):
-  logits = jnp.array([[0.0, 60.0, -60.0, 1e3], [-1e3, -1e3, 1e3, 1e3],
-                      [0.3, 0.1, -0.2, 0.0]])
-  f = _objective_for(name, 3, 4, 4)
-  outs = jax.jit(jax.vmap(
-      lambda k: estimators.get(name).estimate(k, logits, f)))(
-          jax.random.split(jax.random.PRNGKey(0), 300))
-  for leaf in (outs.grad, outs.value, outs.weights):
-    assert np.all(np.isfinite(np.asarray(leaf)))
-
-
 # ---------------------------------------------------------------------------
 # jit, vmap, evaluation counts, the expectation layer.
 
 
 @pytest.mark.parametrize("name", NEW)
-def test_jit_and_eager_agree_and_no_retracing(name):
+def test_jit_eager_and_vmap_over_keys_agree_without_retracing(name):
   logits, _ = helpers.random_problem(6, 2, 4)
   f = _objective_for(name, 2, 4, 6)
   est = estimators.get(name)
   chex.clear_trace_counter()
   traced = chex.assert_max_traces(lambda key, lg: est(key, lg, f), n=1)
   jitted = jax.jit(traced)
-  for seed in range(3):
-    key = jax.random.PRNGKey(seed)
-    new_logits = logits + seed
-    np.testing.assert_allclose(jitted(key, new_logits),
-                               est(key, new_logits, f), rtol=2e-5, atol=2e-6)
-
-
-@pytest.mark.parametrize("name", NEW)
-def test_vmap_over_keys_equals_a_loop(name):
-  logits, _ = helpers.random_problem(8, 2, 3)
-  f = _objective_for(name, 2, 3, 8)
-  est = estimators.get(name)
-  keys = jax.random.split(jax.random.PRNGKey(0), 5)
-  single = jax.jit(functools.partial(est, logits=logits, f=f))
-  batched = jax.jit(jax.vmap(single))(keys)
-  for i in range(5):
-    np.testing.assert_allclose(batched[i], single(keys[i]),
+  keys = jax.random.split(jax.random.PRNGKey(0), 4)
+  batched = jax.jit(jax.vmap(lambda k, lg: est(k, lg, f), in_axes=(0, None)))(
+      keys, logits + 1.0)
+  for i in range(4):
+    np.testing.assert_allclose(batched[i], jitted(keys[i], logits + 1.0),
                                rtol=2e-5, atol=2e-6)
+  # A new value of the logits does not retrace; eager gives the same.
+  np.testing.assert_allclose(jitted(keys[0], logits), est(keys[0], logits, f),
+                             rtol=2e-5, atol=2e-6)
 
 
 @pytest.mark.parametrize("name,settings,expected", [

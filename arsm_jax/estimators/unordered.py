@@ -149,13 +149,15 @@ def unordered_set(key, logits: Array, f: base.Objective, *,
   dtype = logits.dtype
   beams, _, valid, onehots, n = wor.draw(key, logits, k, extra=1)
   log_p = jnp.where(valid, beams.log_p[:n], -jnp.inf)          # [n]
-  # An extra beam tells whether S holds the whole support (then r = 0).
-  if beams.log_p.shape[0] > n:
-    exhaustive = jnp.isneginf(beams.log_p[n])
+  if beams.log_p.shape[0] == n:
+    # C**K <= k: S is the whole space and every ratio is 1 (no quadrature).
+    log_i, log_i1, log_i2 = (jnp.zeros((), dtype), jnp.zeros((n,), dtype),
+                             jnp.zeros((n, n), dtype))
   else:
-    exhaustive = jnp.asarray(True)
-  log_r = jnp.where(exhaustive, -jnp.inf, log_rest_mass(log_p, valid))
-  log_i, log_i1, log_i2 = log_set_probabilities(log_p, valid, log_r)
+    # The extra beam finds no outcome iff S holds the whole support (r = 0).
+    exhaustive = jnp.isneginf(beams.log_p[n])
+    log_r = jnp.where(exhaustive, -jnp.inf, log_rest_mass(log_p, valid))
+    log_i, log_i1, log_i2 = log_set_probabilities(log_p, valid, log_r)
   log_p0 = jnp.where(valid, log_p, 0.0)
   weights = jnp.where(valid, jnp.exp(log_p0 + log_i1 - log_i), 0.0)  # [n]
   # Row s: p(s') R2(S, s, s') for s' != s and p(s) on the diagonal.
