@@ -215,6 +215,19 @@ def test_value_is_an_unbiased_estimate_of_the_expectation(name):
   assert z[0] < helpers.z_threshold(TOTAL_ALPHA, NUM_TESTS), z
 
 
+@pytest.mark.parametrize("name", ["reinforce_wor", "unordered_set",
+                                  "indecater"])
+def test_adding_a_constant_to_f_leaves_the_gradient_unchanged(name):
+  # The built-in baselines only see differences of f (for unordered_set up
+  # to the quadrature's float32 rounding, the baseline weights summing to 1).
+  logits, f = helpers.random_problem(22, 3, 4)
+  est = estimators.get(name)
+  keys = jax.random.split(jax.random.PRNGKey(2), 8)
+  run = jax.jit(jax.vmap(lambda k, c: est(k, logits, lambda z: f(z) + c),
+                         in_axes=(0, None)))
+  np.testing.assert_allclose(run(keys, 50.0), run(keys, 0.0), atol=2e-4)
+
+
 @pytest.mark.slow
 def test_the_unbiasedness_test_rejects_normalised_weights():
   # Power check: Kool et al.'s normalised-weight variant (weights divided by

@@ -21,25 +21,35 @@ Thorup 2007; Kool et al. 2019, 2020). The gradient is
 
 .. math::
 
-  g = \sum_{s \in S} w_s \big(f(s) - b_s\big) \nabla_\phi \log p(s), \qquad
-  b_s = p(s) f(s) + \sum_{s' \in S \setminus \{s\}} w_{s'} f(s'),
+  g = \sum_{s \in S} w_s \big(f(s) - b_s\big) \nabla_\phi \log p(s)
+    = \sum_{s \in S} w_s \nabla_\phi \log p(s)
+      \sum_{s' \in S \setminus \{s\}} w_{s'} \big(f(s) - f(s')\big),
+
+.. math::
+
+  b_s = f(s) + \sum_{s' \in S \setminus \{s\}} w_{s'} \big(f(s') - f(s)\big),
 
 with :math:`\nabla_\phi \log p(s) = \mathrm{onehot}(s) - \mathrm{softmax}(\phi)`.
 
-The baseline is built in (no extra evaluations). Unbiasedness: given the
-other outcomes' perturbations :math:`G_{-s}`, s is in S with probability
+The baseline is built in (no extra evaluations) and, like the leave-one-out
+baseline with replacement, g only sees differences of f, so adding a
+constant to f leaves it unchanged. Unbiasedness: given the other outcomes'
+perturbations :math:`G_{-s}`, s is in S with probability
 :math:`q(s, \kappa_{-s})` (where :math:`\kappa_{-s}`, the k-th largest of
 :math:`G_{-s}`, equals :math:`\kappa` when s is in S), and :math:`b_s` is a
-function of :math:`G_{-s}` alone whose mean is
-:math:`p(s) f(s) + \sum_{t \ne s} p(t) f(t) = E_p[f]` for every s (the sum is
-a size-(k-1) priority sample of :math:`D \setminus \{s\}`). So
+function of :math:`G_{-s}` alone (f(s) is a fixed number for a fixed s) whose
+mean is :math:`f(s) + \sum_{t \ne s} p(t) (f(t) - f(s)) = E_p[f]` for every
+s (the sum over :math:`S \setminus \{s\}` is a size-(k-1) priority sample of
+:math:`D \setminus \{s\}`). So
 :math:`E[g] = \sum_s \nabla p(s) (f(s) - E_p[f]) = \nabla E_p[f]`.
 
 Choice where the papers leave one open: Kool et al. (2019 workshop, 2020)
 normalise the importance weights of this estimator by their sum, which makes
 it biased (consistent); here the weights stay unnormalised and the baseline
-is the leave-one-out form above, so the estimate is unbiased. The beam
-search keeps k+1 beams (for :math:`\kappa`) and evaluates f on the top k.
+is the leave-one-out form above (our derivation), so the estimate is
+unbiased. The beam search keeps k+1 beams (for :math:`\kappa`) and evaluates
+f on the top k. When the sample is the whole support (:math:`\kappa =
+-\infty`, w = p) g is the exact gradient.
 
 Cost: :math:`\min(k, C^K)` evaluations of f per draw (``num_evals``). When
 the support has fewer than k outcomes the spare slots repeat the first
@@ -230,13 +240,14 @@ def reinforce_wor(key, logits: Array, f: base.Objective, *,
   log_p = jnp.where(valid, beams.log_p[:n], 0.0)               # [n]
   log_w = log_p - log_inclusion(log_p, threshold)
   w = jnp.where(valid, jnp.exp(log_w), 0.0)                    # [n]
-  p = jnp.where(valid, jnp.exp(log_p), 0.0)
   values = base.evaluate_many(f, onehots, dtype)               # [n]
   values = jnp.where(valid, values, 0.0)
   total = jnp.sum(w * values)
-  baselines = p * values + (total - w * values)                # [n]
+  # f(s) - b_s = sum_{s' != s} w_{s'} (f(s) - f(s')), formed pairwise.
+  diffs = values[:, None] - values[None, :]                    # [n, n]
+  advantages = jnp.sum(w[None, :] * diffs, axis=1)             # [n]
   scores = onehots - jax.nn.softmax(logits, axis=-1)           # [n, K, C]
-  grad = jnp.einsum("n,nkc->kc", w * (values - baselines), scores)
+  grad = jnp.einsum("n,nkc->kc", w * advantages, scores)
   return base.EstimatorOutput(grad, onehots, w, total,
                               jnp.asarray(n, jnp.int32))
 
