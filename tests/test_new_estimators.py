@@ -120,10 +120,11 @@ def plackett_luce_set_probability(p, rest: float) -> float:
 
 def test_quadrature_matches_exact_enumeration():
   # Set probabilities p(S), p(S - s) on D - s and p(S - s - s') on
-  # D - s - s' from the 256-point trapezoidal rule against the sum over all k! orders, for random
-  # sets of 2 to 5 elements: flat, concentrated (Dirichlet 0.1, rest mass down
-  # to ~1e-14, elements down to ~1e-35) and tiny (p ~ e^-12, rest mass ~1)
-  # probabilities. Compared in logs (relative error).
+  # D - s - s' from the 256-point trapezoidal rule against the sum over all
+  # k! orders, for random sets of 2 to 5 elements: flat, concentrated
+  # (Dirichlet 0.1, rest mass down to ~1e-14, elements down to ~1e-35) and
+  # tiny (p ~ e^-12, rest mass ~1) probabilities. Compared in logs (relative
+  # error).
   rng = np.random.default_rng(0)
   worst = 0.0
   set_probabilities = jax.jit(unordered.log_set_probabilities)

@@ -27,6 +27,10 @@ categories get :math:`x_c = -\infty`, so y and the gradient are 0 there.
 The hard sample D is drawn from its own key; it has the law of
 ``st_gumbel_softmax``'s hard sample (the argmax of perturbed logits).
 
+Choices: M defaults to 10 (the paper studies M from 1 to 1000 and leaves it
+open; the cost of M is arithmetic only) and :math:`\tau` to 1.0, as for
+``st_gumbel_softmax``.
+
 Like the other relaxed estimators it differentiates f in z, is biased and
 needs f differentiable in z (checked at trace time).
 

@@ -201,7 +201,7 @@ def draw(key, logits: Array, num_samples: int, extra: int = 0):
 
 
 def log_inclusion(log_p: Array, threshold: Array) -> Array:
-  r"""``log q(s, kappa) = log P(G_s > kappa) = log(1 - exp(-exp(log_p - kappa)))``.
+  r"""``log q = log P(G_s > kappa) = log(1 - exp(-exp(log_p - kappa)))``.
 
   Is 0 when ``kappa = -inf``. Uses ``log q = d - a/2`` for ``a = exp(d) < 1e-4``
   (error below ``a**2/24``).
@@ -215,7 +215,7 @@ def log_inclusion(log_p: Array, threshold: Array) -> Array:
 
 def reinforce_wor(key, logits: Array, f: base.Objective, *,
                   num_samples: int = 4) -> base.EstimatorOutput:
-  r"""REINFORCE without replacement with its built-in baseline (module docstring).
+  r"""REINFORCE without replacement, built-in baseline (module docstring).
 
   Args:
     key: PRNG key.
