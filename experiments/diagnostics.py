@@ -20,8 +20,11 @@ Estimators use the ``estimator_settings`` of ``--config`` (default
 RLOO with 2 draws; override them as in ``experiments/main.py``, e.g.
 ``--config.estimator_settings.gumbel_softmax.temperature=0.5``). Extra rows: RELAX with
 its control variate first trained for ``--relax_train_steps`` steps at the
-problem's logits, and RLOO with as many draws as ARSM's measured evaluations
-(equal cost). Writes ``table.md``, ``table.csv`` and ``table.json`` to
+problem's logits, and RLOO, REINFORCE without replacement and the unordered
+set estimator with as many samples as ARSM's measured evaluations (equal
+cost; on the toy, K = 1 and C = 30 samples without replacement are the
+whole space, so those rows are exact). IndeCateR costs K*C evaluations
+(for K = 1 it is exact) and Gumbel-Rao one. Writes ``table.md``, ``table.csv`` and ``table.json`` to
 ``--workdir`` and prints the markdown table. Takes a few minutes on 2 CPU
 cores.
 """
@@ -64,6 +67,11 @@ _ESTIMATORS = flags.DEFINE_list(
     "estimators", None, "Estimators to measure (default: all registered).")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed.")
 flags.mark_flags_as_required(["workdir"])
+
+# Multi-sample estimators also measured at ARSM's evaluations per draw.
+EQUAL_EVALS = (("reinforce_loo", "num_samples"),
+               ("reinforce_wor", "num_samples"),
+               ("unordered_set", "num_samples"))
 
 COLUMNS = ("problem", "estimator", "unbiased", "variance", "bias_sq",
            "noise_floor", "mse", "max_abs_bias_z", "evals_per_draw",
@@ -191,10 +199,14 @@ def main(argv):
                              _RELAX_TRAIN_STEPS.value)
         rows.append(_row(problem, "relax (trained cv)", est, key, logits, f,
                          state=state))
-    if arsm_evals is not None and "reinforce_loo" in names:
+    if arsm_evals is not None:
+      # Equal evaluations of f: the multi-sample estimators at ARSM's count.
       n = max(2, int(round(arsm_evals)))
-      est = estimators.get("reinforce_loo", num_samples=n)
-      rows.append(_row(problem, f"reinforce_loo (n={n})", est, key, logits, f))
+      for name, setting in EQUAL_EVALS:
+        if name in names:
+          est = estimators.get(name, **{setting: n})
+          rows.append(_row(problem, f"{name} (n={n})", est, key,
+                           logits, f))
 
   header = (
       f"Gradient diagnostics, {_NUM_DRAWS.value} draws per row (seed "

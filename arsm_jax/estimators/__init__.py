@@ -11,11 +11,15 @@ enumeration.
 
 from arsm_jax.estimators import arsm as _arsm  # noqa: F401  (registers)
 from arsm_jax.estimators import exact as _exact  # noqa: F401
+from arsm_jax.estimators import gumbel_rao as _gumbel_rao  # noqa: F401
+from arsm_jax.estimators import indecater as _indecater  # noqa: F401
 from arsm_jax.estimators import loo as _loo  # noqa: F401
 from arsm_jax.estimators import multi as _multi  # noqa: F401
 from arsm_jax.estimators import reinforce as _reinforce  # noqa: F401
 from arsm_jax.estimators import relax as _relax  # noqa: F401
 from arsm_jax.estimators import relaxed as _relaxed  # noqa: F401
+from arsm_jax.estimators import unordered as _unordered  # noqa: F401
+from arsm_jax.estimators import wor as _wor  # noqa: F401
 from arsm_jax.estimators.base import (  # noqa: F401
     Estimator,
     EstimatorOutput,
