@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 
 from arsm_jax import estimators as estimators_lib
+from arsm_jax.estimators import relax as relax_lib
 
 Array = jax.Array
 sg = jax.lax.stop_gradient
@@ -43,10 +44,17 @@ def _single(est: estimators_lib.Estimator, key, logits: Array,
   f_item = lambda z: f(z, *args)
   # The estimator sees f with its output cut from the outer gradient (pseudo
   # evaluations are constants), except for pathwise estimators, which
-  # differentiate f in z themselves.
-  f_est = f_item if est.pathwise else (lambda z: sg(f_item(z)))
+  # differentiate f in z themselves, and stateful ones (RELAX's control
+  # variate may differentiate f at relaxed samples). Everything the
+  # estimator returns is cut from the outer gradient below anyway.
+  f_est = (f_item if est.pathwise or est.stateful
+           else (lambda z: sg(f_item(z))))
   out = est.estimate(key, sg(logits), f_est, state=state)
-  samples, weights = sg(out.samples), sg(out.weights)
+  # A pathwise estimator's samples keep their dependence on traced settings
+  # (a learned temperature): its value is the sample's, its gradient reaches
+  # the temperature. The logits reach them only through the score term.
+  samples = out.samples if est.pathwise else sg(out.samples)
+  weights = sg(out.weights)
   if pathwise_samples is not None and pathwise_samples < weights.shape[0]:
     # Keep the first draws, rescaled to the same total weight: for i.i.d.
     # equally weighted draws an unbiased, cheaper pathwise term.
@@ -90,8 +98,11 @@ def expectation(key, logits, f: Callable[..., Array], *args,
     An array of shape ``logits.shape[:-2]`` (a scalar without batch
     dimensions) holding the per-item surrogates; reduce it (``.mean()``) to
     get a loss for ``jax.grad``. For a stateful estimator, a pair
-    ``(values, new_state)``; with batch dimensions the per-item new states are
-    averaged.
+    ``(values, new_state)``. With batch dimensions every item uses ``state``
+    and RELAX's new state is one Adam step on the batch mean of the items'
+    control-variate gradients (``relax.batch_update``): one optimiser step on
+    the batch objective. (Another stateful estimator's per-item new states
+    would be averaged.)
   """
   est = estimators_lib.get(estimator, **settings)
   if pathwise_samples is not None and (
@@ -124,15 +135,19 @@ def expectation(key, logits, f: Callable[..., Array], *args,
   flat_args = jax.tree_util.tree_map(
       lambda a: jnp.reshape(a, (size,) + jnp.shape(a)[len(batch_shape):]), args)
   keys = jax.random.split(key, size)
+  is_relax = isinstance(state, relax_lib.RelaxState)
+  item_state = relax_lib.without_gradient(state) if is_relax else state
   values, states = jax.vmap(
-      lambda k, lg, a: _single(est, k, lg, f, a, state, pathwise_samples))(
+      lambda k, lg, a: _single(est, k, lg, f, a, item_state,
+                               pathwise_samples))(
           keys, flat_logits, flat_args)
   values = values.reshape(batch_shape)
   if not est.stateful:
     return values
-  # Average the per-item updated states (keeping dtypes, e.g. Adam's int32
-  # step count). For RELAX this approximates one optimiser step on the batch
-  # mean of the squared estimate.
+  if is_relax:
+    return values, relax_lib.batch_update(state, states.cv_grad, **est.kwargs)
+  # Any other stateful estimator: average the per-item updated states
+  # (keeping dtypes, e.g. an int32 step count).
   new_state = jax.tree_util.tree_map(
       lambda s: jnp.mean(s, axis=0).astype(s.dtype), states)
   return values, new_state
