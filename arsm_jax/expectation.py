@@ -62,7 +62,9 @@ def _single(est: estimators_lib.Estimator, key, logits: Array,
     weights = kept * (jnp.sum(weights) / jnp.sum(kept))
     samples = samples[:pathwise_samples]
   path = jnp.sum(weights * jax.vmap(f_item)(samples).astype(weights.dtype))
-  score = jnp.sum(sg(out.grad) * (logits - sg(logits)))
+  # Zero in value; masked (-inf) logits would give -inf - -inf = nan there.
+  offset = jnp.where(jnp.isneginf(logits), 0.0, logits - sg(logits))
+  score = jnp.sum(sg(out.grad) * offset)
   return path + score.astype(path.dtype), out.state
 
 
