@@ -38,6 +38,24 @@ Array = jax.Array
 sg = jax.lax.stop_gradient
 
 
+@jax.custom_jvp
+def _score_term(grad: Array, logits: Array) -> Array:
+  r"""Zero in value; its gradient with respect to ``logits`` is ``grad``.
+
+  The same as ``sum(grad * (logits - sg(logits)))`` for finite logits, but
+  zero (not ``-inf - -inf = nan``) at masked logits.
+  """
+  del logits
+  return jnp.zeros((), grad.dtype)
+
+
+@_score_term.defjvp
+def _score_term_jvp(primals, tangents):
+  grad, _ = primals
+  _, logits_dot = tangents
+  return _score_term(*primals), jnp.sum(grad * logits_dot)
+
+
 def _single(est: estimators_lib.Estimator, key, logits: Array,
             f: Callable[..., Array], args: tuple, state,
             pathwise_samples: int | None = None):
@@ -62,9 +80,7 @@ def _single(est: estimators_lib.Estimator, key, logits: Array,
     weights = kept * (jnp.sum(weights) / jnp.sum(kept))
     samples = samples[:pathwise_samples]
   path = jnp.sum(weights * jax.vmap(f_item)(samples).astype(weights.dtype))
-  # Zero in value; masked (-inf) logits would give -inf - -inf = nan there.
-  offset = jnp.where(jnp.isneginf(logits), 0.0, logits - sg(logits))
-  score = jnp.sum(sg(out.grad) * offset)
+  score = _score_term(sg(out.grad), logits)
   return path + score.astype(path.dtype), out.state
 
 

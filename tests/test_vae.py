@@ -5,6 +5,7 @@ import math
 import os
 import shutil
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -12,10 +13,10 @@ import pytest
 
 from arsm_jax import estimators
 from arsm_jax import writers
-from arsm_jax.estimators import swap
 from arsm_jax.models import vae as vae_models
 from arsm_jax.tasks import vae
 from configs import vae as vae_config
+from tests import test_objectives
 
 
 def _tiny(**overrides):
@@ -65,6 +66,79 @@ def test_default_nonlinear_model_is_the_authors_architecture():
   assert widths("decoder") == [(200, 256), (256, 512), (512, 784)]
 
 
+class _MLPBefore(nn.Module):
+  """The MLP as it was before the model options existed (the reference)."""
+
+  hidden: tuple
+  out: int
+
+  @nn.compact
+  def __call__(self, x):
+    for i, width in enumerate(self.hidden):
+      x = nn.leaky_relu(nn.Dense(width, name=f"hidden_{i}")(x), 0.2)
+    return nn.Dense(self.out, name="out")(x)
+
+
+class _VAEBefore(nn.Module):
+  def setup(self):
+    self.encoder = _MLPBefore((7,), 12)
+    self.decoder = _MLPBefore((6,), 10)
+
+  def __call__(self, x, z):
+    return (self.encoder(x).reshape(x.shape[:-1] + (3, 4)),
+            self.decoder(z.reshape(z.shape[:-2] + (12,))))
+
+
+def test_default_options_give_the_parameters_and_outputs_of_before():
+  x = jnp.asarray(np.random.default_rng(0).random((2, 10)), jnp.float32)
+  z = jax.nn.one_hot(jnp.asarray([[0, 1, 3], [2, 2, 0]]), 4)
+  before = _VAEBefore()
+  ref = before.init(jax.random.PRNGKey(3), x, z)
+  for model in (vae_models.make_model("nonlinear", 3, 4, 10, (7,), (6,)),
+                vae_models.make_model("nonlinear", 3, 4, 10, (7,), (6,),
+                                      weight_init="lecun",
+                                      pin_first_logit=False)):
+    params = model.init(jax.random.PRNGKey(3), x, z)
+    assert (jax.tree_util.tree_structure(params)
+            == jax.tree_util.tree_structure(ref))
+    for a, b in zip(jax.tree_util.tree_leaves(params),
+                    jax.tree_util.tree_leaves(ref)):
+      np.testing.assert_array_equal(a, b)
+    for a, b in zip(model.apply(params, x, z), before.apply(ref, x, z)):
+      np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("name", vae_models.MODELS)
+def test_glorot_init_and_pinned_first_logit(name):
+  x = jnp.asarray(np.random.default_rng(0).random((2, 10)), jnp.float32)
+  z = jax.nn.one_hot(jnp.asarray([[0, 1, 3], [2, 2, 0]]), 4)
+  make = lambda **o: vae_models.make_model(name, 3, 4, 10, (64,), (64,), **o)
+  lecun = make().init(jax.random.PRNGKey(0), x, z)["params"]
+  glorot = make(weight_init="glorot").init(jax.random.PRNGKey(0), x,
+                                           z)["params"]
+  for path, kernel in jax.tree_util.tree_leaves_with_path(glorot):
+    if path[-1].key != "kernel":
+      continue
+    fan_in, fan_out = kernel.shape
+    bound = math.sqrt(6.0 / (fan_in + fan_out))
+    assert np.all(np.abs(kernel) <= bound), path     # uniform(-b, b)
+  assert any(not np.array_equal(a, b) for a, b in zip(
+      jax.tree_util.tree_leaves(lecun), jax.tree_util.tree_leaves(glorot)))
+  model = make(pin_first_logit=True)
+  params = model.init(jax.random.PRNGKey(0), x, z)
+  maps = [("encode", x)] + ([("encode2", z), ("prior1", z)]
+                            if name == "two_layer" else [])
+  for method, arg in maps:
+    logits = model.apply(params, arg, method=getattr(model, method))
+    assert logits.shape == (2, 3, 4)
+    np.testing.assert_array_equal(logits[..., 0], 0.0)
+    assert np.all(np.abs(logits[..., 1:]) > 0)
+  out = "encoder" if name != "two_layer" else "encoder1"
+  assert params["params"][out]["out"]["kernel"].shape[-1] == 3 * 3
+  with pytest.raises(ValueError, match="Unknown weight_init 'xavier'"):
+    make(weight_init="xavier")
+
+
 # ----------------------------------------------------------------------------
 # The training step with any estimator (the objectives themselves are tested
 # in tests/test_objectives.py).
@@ -95,6 +169,72 @@ def test_any_registered_estimator_gives_a_finite_training_step(name):
   assert max(jax.tree_util.tree_leaves(moved)) > 0
   if est.stateful:
     assert new.est_state is not None
+
+
+def _steps(config, est, num_steps, images, seed=1):
+  """Trains ``num_steps`` steps on ``images``; returns (model, first, last)."""
+  model, objective, tx = vae._build(config, est)
+  state = vae.init_state(config, model, tx, est, jax.random.PRNGKey(0))
+  step = vae.make_train_step(objective, tx, "threshold",
+                             jax.random.PRNGKey(seed))
+  first = state
+  for i in range(num_steps):
+    idx = np.arange(i * config.batch_size,
+                    (i + 1) * config.batch_size) % len(images)
+    state = step(state, images, idx)
+  return model, first, state
+
+
+_EVERY_RUN = [(m, n) for m in ("nonlinear", "two_layer")
+              for n in estimators.names()]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model_name,name", _EVERY_RUN)
+def test_every_estimator_trains_both_models(model_name, name):
+  """A tiny synthetic run (configs/vae.py:tiny): the exact -ELBO falls."""
+  config = _tiny(model=model_name, estimator=name, learning_rate=1e-2)
+  est = vae.validate_config(config)
+  splits = vae.load_data(config)
+  images = jnp.asarray(splits["train"][:40])
+  x = (images > 127).astype(jnp.float32)
+  model, first, last = _steps(config, est, 12, images)
+  before = float(jnp.mean(test_objectives.exact_neg_elbo(model, first.params,
+                                                         x)))
+  after = float(jnp.mean(test_objectives.exact_neg_elbo(model, last.params,
+                                                        x)))
+  assert np.isfinite(after) and after < before - 0.5, (before, after)
+  for leaf in jax.tree_util.tree_leaves(last.est_state):
+    assert np.all(np.isfinite(leaf))
+
+
+@pytest.mark.parametrize("model_name,settings", [
+    ("nonlinear", {"include_f": True}), ("two_layer", {})])
+def test_a_checkpoint_with_relax_state_restores_to_identical_numbers(
+    model_name, settings, tmp_path):
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  config = _tiny(model=model_name, estimator="relax")
+  for k, v in settings.items():
+    config.estimator_settings[k] = v
+  est = vae.validate_config(config)
+  model, objective, tx = vae._build(config, est)
+  images = jnp.asarray(np.random.default_rng(0).integers(0, 256, (20, 36)),
+                       jnp.uint8)
+  step = vae.make_train_step(objective, tx, "threshold", jax.random.PRNGKey(1))
+  state = step(vae.init_state(config, model, tx, est, jax.random.PRNGKey(0)),
+               images, np.arange(10))
+  checkpointer = ocp.StandardCheckpointer()
+  checkpointer.save(tmp_path / "state", state)
+  checkpointer.wait_until_finished()
+  fresh = vae.init_state(config, model, tx, est, jax.random.PRNGKey(5))
+  abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, fresh)
+  restored = checkpointer.restore(tmp_path / "state", abstract)
+  assert (jax.tree_util.tree_structure(restored)
+          == jax.tree_util.tree_structure(state))
+  a = step(state, images, np.arange(10, 20))
+  b = step(restored, images, np.arange(10, 20))
+  for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
+    np.testing.assert_array_equal(x, y)
 
 
 # ----------------------------------------------------------------------------
@@ -130,11 +270,38 @@ def test_bad_config_fails_before_any_work(field, value, match, tmp_path,
   assert not workdir.exists()
 
 
-def test_two_layer_rejects_relaxed_estimators():
-  if "st_gumbel_softmax" not in estimators.names():
-    pytest.skip("st_gumbel_softmax is not registered")
-  with pytest.raises(ValueError, match="two_layer.*relaxed"):
-    vae.validate_config(_tiny(model="two_layer", estimator="st_gumbel_softmax"))
+def test_two_layer_accepts_relaxed_and_stateful_estimators():
+  for name in ("st_gumbel_softmax", "gumbel_softmax", "reinmax", "relax"):
+    vae.validate_config(_tiny(model="two_layer", estimator=name))
+  config = _tiny(model="two_layer", estimator="relax")
+  config.estimator_settings.include_f = True
+  with pytest.raises(ValueError, match="two_layer.*include_f=False"):
+    vae.validate_config(config)
+
+
+def test_bad_model_options_are_rejected():
+  # (pin_first_logit and learn_temperature are bools; ConfigDict refuses
+  # anything else when the field is set.)
+  with pytest.raises(ValueError, match="Unknown weight_init 'xavier'; "
+                     "allowed: lecun, glorot"):
+    vae.validate_config(_tiny(weight_init="xavier"))
+  with pytest.raises(ValueError, match="learn_temperature=True needs"):
+    vae.validate_config(_tiny(learn_temperature=True))  # arsm has no tau
+
+
+def test_learned_temperature_trains_with_the_model():
+  config = _tiny(estimator="st_gumbel_softmax", learn_temperature=True)
+  est = vae.validate_config(config)
+  model, objective, tx = vae._build(config, est)
+  state = vae.init_state(config, model, tx, est, jax.random.PRNGKey(0))
+  assert float(state.params["params"]["log_temperature"]) == 0.0  # tau = 1
+  images = jnp.asarray(np.random.default_rng(0).integers(0, 256, (20, 36)),
+                       jnp.uint8)
+  step = vae.make_train_step(objective, tx, "threshold", jax.random.PRNGKey(1))
+  new = step(state, images, np.arange(10))
+  assert float(new.params["params"]["log_temperature"]) != 0.0
+  preset = vae_config.get_config("st_gumbel_learned")
+  assert preset.learn_temperature and preset.estimator == "st_gumbel_softmax"
 
 
 def test_unknown_estimator_setting_and_preset_are_rejected():
