@@ -18,9 +18,16 @@ logits) and a decoder (through f) together. If ``f`` itself depends on the
 logits (an ELBO's ``log q(z|x)`` term does), that direct dependence is
 differentiated too, as the gradient of ``E_q[f_phi(z)]`` requires.
 
-It works as: ``value = sum_s sg(w_s) f(sg(samples_s)) + sum(sg(g) * (logits - sg(logits)))``
-where ``sg`` is ``jax.lax.stop_gradient`` and ``g`` the estimate; the second
-term is zero in value and carries ``g`` back to the logits.
+It works as: ``value = sum_s sg(w_s) f(sg(samples_s)) + score(sg(g), logits)``
+where ``sg`` is ``jax.lax.stop_gradient``, ``g`` the estimate and ``score``
+a term that is zero in value and whose gradient in the logits is ``g``
+(``sum(g * (logits - sg(logits)))``, written as a custom JVP so that masked
+``-inf`` logits give 0, not ``nan``). A pathwise estimator's samples are not
+stopped: they depend on the logits only through ``sg``, but a traced
+temperature setting (learned with the model) gets its gradient through them.
+
+With batch dimensions and RELAX, the items' control-variate gradients are
+averaged and one Adam step is taken on the batch mean (see ``expectation``).
 """
 
 from __future__ import annotations

@@ -24,6 +24,12 @@ With Gumbel noise :math:`g_{kc}` and temperature :math:`\tau`:
   (a Heun step; unbiased for f linear in z, at :math:`\tau = 1`). The
   authors recommend :math:`\tau \ge 1`.
 
+Masked categories (logit ``-inf``) get relaxed weight 0, are never drawn and
+get zero gradient. The temperature may be a traced scalar (learned with the
+model; see ``arsm_jax.objectives.vae``).
+
+Cost: one evaluation of f and of its gradient in z per draw.
+
 References:
   Jang, Gu and Poole. Categorical reparameterization with Gumbel-Softmax.
   ICLR 2017. Maddison, Mnih and Teh. The Concrete distribution. ICLR 2017.
