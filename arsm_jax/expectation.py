@@ -18,9 +18,16 @@ logits) and a decoder (through f) together. If ``f`` itself depends on the
 logits (an ELBO's ``log q(z|x)`` term does), that direct dependence is
 differentiated too, as the gradient of ``E_q[f_phi(z)]`` requires.
 
-It works as: ``value = sum_s sg(w_s) f(sg(samples_s)) + sum(sg(g) * (logits - sg(logits)))``
-where ``sg`` is ``jax.lax.stop_gradient`` and ``g`` the estimate; the second
-term is zero in value and carries ``g`` back to the logits.
+It works as: ``value = sum_s sg(w_s) f(sg(samples_s)) + score(sg(g), logits)``
+where ``sg`` is ``jax.lax.stop_gradient``, ``g`` the estimate and ``score``
+a term that is zero in value and whose gradient in the logits is ``g``
+(``sum(g * (logits - sg(logits)))``, written as a custom JVP so that masked
+``-inf`` logits give 0, not ``nan``). A pathwise estimator's samples are not
+stopped: they depend on the logits only through ``sg``, but a traced
+temperature setting (learned with the model) gets its gradient through them.
+
+With batch dimensions and RELAX, the items' control-variate gradients are
+averaged and one Adam step is taken on the batch mean (see ``expectation``).
 """
 
 from __future__ import annotations
@@ -32,9 +39,28 @@ import jax
 import jax.numpy as jnp
 
 from arsm_jax import estimators as estimators_lib
+from arsm_jax.estimators import relax as relax_lib
 
 Array = jax.Array
 sg = jax.lax.stop_gradient
+
+
+@jax.custom_jvp
+def _score_term(grad: Array, logits: Array) -> Array:
+  r"""Zero in value; its gradient with respect to ``logits`` is ``grad``.
+
+  The same as ``sum(grad * (logits - sg(logits)))`` for finite logits, but
+  zero (not ``-inf - -inf = nan``) at masked logits.
+  """
+  del logits
+  return jnp.zeros((), grad.dtype)
+
+
+@_score_term.defjvp
+def _score_term_jvp(primals, tangents):
+  grad, _ = primals
+  _, logits_dot = tangents
+  return _score_term(*primals), jnp.sum(grad * logits_dot)
 
 
 def _single(est: estimators_lib.Estimator, key, logits: Array,
@@ -43,10 +69,17 @@ def _single(est: estimators_lib.Estimator, key, logits: Array,
   f_item = lambda z: f(z, *args)
   # The estimator sees f with its output cut from the outer gradient (pseudo
   # evaluations are constants), except for pathwise estimators, which
-  # differentiate f in z themselves.
-  f_est = f_item if est.pathwise else (lambda z: sg(f_item(z)))
+  # differentiate f in z themselves, and stateful ones (RELAX's control
+  # variate may differentiate f at relaxed samples). Everything the
+  # estimator returns is cut from the outer gradient below anyway.
+  f_est = (f_item if est.pathwise or est.stateful
+           else (lambda z: sg(f_item(z))))
   out = est.estimate(key, sg(logits), f_est, state=state)
-  samples, weights = sg(out.samples), sg(out.weights)
+  # A pathwise estimator's samples keep their dependence on traced settings
+  # (a learned temperature): its value is the sample's, its gradient reaches
+  # the temperature. The logits reach them only through the score term.
+  samples = out.samples if est.pathwise else sg(out.samples)
+  weights = sg(out.weights)
   if pathwise_samples is not None and pathwise_samples < weights.shape[0]:
     # Keep the first draws, rescaled to the same total weight: for i.i.d.
     # equally weighted draws an unbiased, cheaper pathwise term.
@@ -54,7 +87,7 @@ def _single(est: estimators_lib.Estimator, key, logits: Array,
     weights = kept * (jnp.sum(weights) / jnp.sum(kept))
     samples = samples[:pathwise_samples]
   path = jnp.sum(weights * jax.vmap(f_item)(samples).astype(weights.dtype))
-  score = jnp.sum(sg(out.grad) * (logits - sg(logits)))
+  score = _score_term(sg(out.grad), logits)
   return path + score.astype(path.dtype), out.state
 
 
@@ -90,8 +123,11 @@ def expectation(key, logits, f: Callable[..., Array], *args,
     An array of shape ``logits.shape[:-2]`` (a scalar without batch
     dimensions) holding the per-item surrogates; reduce it (``.mean()``) to
     get a loss for ``jax.grad``. For a stateful estimator, a pair
-    ``(values, new_state)``; with batch dimensions the per-item new states are
-    averaged.
+    ``(values, new_state)``. With batch dimensions every item uses ``state``
+    and RELAX's new state is one Adam step on the batch mean of the items'
+    control-variate gradients (``relax.batch_update``): one optimiser step on
+    the batch objective. (Another stateful estimator's per-item new states
+    would be averaged.)
   """
   est = estimators_lib.get(estimator, **settings)
   if pathwise_samples is not None and (
@@ -124,15 +160,19 @@ def expectation(key, logits, f: Callable[..., Array], *args,
   flat_args = jax.tree_util.tree_map(
       lambda a: jnp.reshape(a, (size,) + jnp.shape(a)[len(batch_shape):]), args)
   keys = jax.random.split(key, size)
+  is_relax = isinstance(state, relax_lib.RelaxState)
+  item_state = relax_lib.without_gradient(state) if is_relax else state
   values, states = jax.vmap(
-      lambda k, lg, a: _single(est, k, lg, f, a, state, pathwise_samples))(
+      lambda k, lg, a: _single(est, k, lg, f, a, item_state,
+                               pathwise_samples))(
           keys, flat_logits, flat_args)
   values = values.reshape(batch_shape)
   if not est.stateful:
     return values
-  # Average the per-item updated states (keeping dtypes, e.g. Adam's int32
-  # step count). For RELAX this approximates one optimiser step on the batch
-  # mean of the squared estimate.
+  if is_relax:
+    return values, relax_lib.batch_update(state, states.cv_grad, **est.kwargs)
+  # Any other stateful estimator: average the per-item updated states
+  # (keeping dtypes, e.g. an int32 step count).
   new_state = jax.tree_util.tree_map(
       lambda s: jnp.mean(s, axis=0).astype(s.dtype), states)
   return values, new_state

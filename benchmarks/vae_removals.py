@@ -35,7 +35,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from arsm_jax.estimators import arsm as arsm_lib
 from arsm_jax.estimators import base
 from arsm_jax.estimators import swap
 from arsm_jax.models import vae as vae_models

@@ -20,7 +20,10 @@ Presets (``configs/vae.py:<preset>``), each derived from the default:
   image and step (``--config.decoder_samples=1`` gives its decoder ARSM's
   one-sample gradient and ARSM's cost per step);
 * ``st_gumbel``, ``gumbel``, ``reinmax``, ``relax``, ``reinforce``, ``ar``,
-  ``ars``: the other registered estimators on the nonlinear model;
+  ``ars``: the other registered estimators on the nonlinear model
+  (``relax`` with the paper's control variate, ``include_f=True``);
+* ``st_gumbel_learned``: ``st_gumbel`` with the temperature learned with the
+  model from 1.0, as the authors trained it;
 * ``tiny``: a few seconds on synthetic data, for tests and smoke runs.
 
 Any field can be overridden, e.g. ``--config.estimator=ar
@@ -84,6 +87,11 @@ def get_config(preset: str = "arsm_nonlinear") -> ml_collections.ConfigDict:
   # Hidden widths of the encoder and decoder MLPs (ignored by 'linear').
   config.encoder_hidden = (512, 256)
   config.decoder_hidden = (256, 512)
+  # Kernel initialisation: 'lecun' (Flax's default) or 'glorot' (uniform,
+  # TensorFlow's default, as in the authors' code).
+  config.weight_init = "lecun"
+  # Fix class 0's logit at 0 (C-1 free logits per variable, as the authors).
+  config.pin_first_logit = False
 
   # Estimator.
   # Any registered name (python -c "import arsm_jax; print(
@@ -96,6 +104,9 @@ def get_config(preset: str = "arsm_nonlinear") -> ml_collections.ConfigDict:
   # decoder's gradient; 0 = all of them. 1 gives the decoder the same
   # one-sample gradient ARSM gives it, at ARSM's cost per step.
   config.decoder_samples = 0
+  # Learn the relaxation temperature with the model (gumbel_softmax,
+  # st_gumbel_softmax), from estimator_settings.temperature (default 1.0).
+  config.learn_temperature = False
 
   # Optimisation: Adam on the single-sample -ELBO.
   config.learning_rate = 3e-4
@@ -122,6 +133,9 @@ def get_config(preset: str = "arsm_nonlinear") -> ml_collections.ConfigDict:
   config.variance_batch_size = 100
 
   # Bookkeeping.
+  # True: empty the workdir and start again; without it a rerun under a
+  # different config is refused (the error names the differing fields).
+  config.fresh = False
   # Orbax checkpoint every this many steps (and after the last step).
   config.checkpoint_every_steps = 1000
   config.max_checkpoints = 2
@@ -139,6 +153,11 @@ def get_config(preset: str = "arsm_nonlinear") -> ml_collections.ConfigDict:
     if preset == "reinforce_loo":
       c = config.num_categories
       config.estimator_settings.num_samples = c * (c - 1) // 2 + 1
+    if preset == "relax":
+      config.estimator_settings.include_f = True
+  elif preset == "st_gumbel_learned":
+    config.estimator, config.learning_rate = _ESTIMATOR_PRESETS["st_gumbel"]
+    config.learn_temperature = True
   elif preset == "tiny":
     config.dataset = "synthetic"
     config.synthetic_sizes = (120, 40, 40)
@@ -162,7 +181,8 @@ def get_config(preset: str = "arsm_nonlinear") -> ml_collections.ConfigDict:
   else:
     raise ValueError(
         f"Unknown vae preset {preset!r}; known: arsm_nonlinear, arsm_linear, "
-        f"arsm_two_layer, {', '.join(_ESTIMATOR_PRESETS)}, tiny.")
+        f"arsm_two_layer, {', '.join(_ESTIMATOR_PRESETS)}, st_gumbel_learned, "
+        "tiny.")
   return config
 
 

@@ -5,12 +5,15 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
+from scipy import stats
 
 from arsm_jax import diagnostics
 from arsm_jax import estimators
 from arsm_jax import expectation
 from arsm_jax.estimators import multi
+from arsm_jax.estimators import relax as relax_lib
 from arsm_jax.tasks import toy
 from tests import helpers
 
@@ -367,3 +370,252 @@ def test_relax_training_reduces_variance_on_the_toy():
   before = variance(state)
   after = variance(train(state, jax.random.PRNGKey(2)))
   assert after < before / 4, (before, after)
+
+
+# ---------------------------------------------------------------------------
+# RELAX in a minibatch, its control variate and its conditional sample.
+
+
+def test_relax_batch_update_is_one_adam_step_on_the_batch_mean_gradient():
+  logits = jnp.asarray(np.random.default_rng(21).normal(size=(4, 2, 3)),
+                       jnp.float32)
+  _, f = helpers.random_problem(21, 2, 3)
+  lr = 1e-2
+  est = estimators.get("relax", cv_learning_rate=lr)
+  state = est.init(jax.random.PRNGKey(0), logits[0])
+  batch_step = jax.jit(lambda s, k: expectation(
+      k, logits, lambda z: f(z), estimator=est, state=s)[1])
+  item = jax.jit(lambda s, k, lg: est.estimate(k, lg, f, state=s).state)
+  optimizer = optax.adam(lr)
+  params, opt_state = state.params, state.opt_state
+  ours = state
+  for step in range(2):  # Two steps: Adam's moments carry the batch means.
+    key = jax.random.PRNGKey(30 + step)
+    ours = batch_step(ours, key)
+    zeroed = relax_lib.without_gradient(
+        relax_lib.RelaxState(params, opt_state, state.cv_grad))
+    item_grads = [item(zeroed, k, lg).cv_grad
+                  for k, lg in zip(jax.random.split(key, 4), logits)]
+    mean = jax.tree_util.tree_map(lambda *g: sum(g) / 4, *item_grads)
+    updates, opt_state = optimizer.update(mean, opt_state, params)
+    params = optax.apply_updates(params, updates)
+    for a, b in zip(jax.tree_util.tree_leaves((params, opt_state, mean)),
+                    jax.tree_util.tree_leaves((ours.params, ours.opt_state,
+                                               ours.cv_grad))):
+      np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+  # Not the old rule (per-item Adam steps, states averaged): after two steps
+  # that gives different parameters.
+  averaged = state
+  for step in range(2):
+    key = jax.random.PRNGKey(30 + step)
+    items = [item(averaged, k, lg)
+             for k, lg in zip(jax.random.split(key, 4), logits)]
+    averaged = jax.tree_util.tree_map(
+        lambda *s: (sum(s) / 4).astype(s[0].dtype), *items)
+  assert any(not np.allclose(a, b, rtol=1e-3) for a, b in zip(
+      jax.tree_util.tree_leaves(averaged.params),
+      jax.tree_util.tree_leaves(ours.params)))
+
+
+def test_relax_batch_update_skips_items_with_a_non_finite_gradient():
+  logits = jnp.zeros((1, 3))
+  est = estimators.get("relax")
+  state = est.init(jax.random.PRNGKey(0), logits)
+  grads = jax.tree_util.tree_map(
+      lambda p: jnp.stack([jnp.ones_like(p), jnp.full_like(p, jnp.nan)]),
+      state.params)
+  one = relax_lib.batch_update(state, grads, **est.kwargs)
+  ref = relax_lib.apply_cv_gradient(
+      state, jax.tree_util.tree_map(jnp.ones_like, state.params))
+  for a, b in zip(jax.tree_util.tree_leaves(one),
+                  jax.tree_util.tree_leaves(ref)):
+    np.testing.assert_array_equal(a, b)
+  none = relax_lib.batch_update(
+      state, jax.tree_util.tree_map(lambda g: g[1:], grads), **est.kwargs)
+  for a, b in zip(jax.tree_util.tree_leaves(none),
+                  jax.tree_util.tree_leaves(state)):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_conditional_relaxed_sample_is_conditional():
+  r"""z~ | b: argmax(z~) == b always; pooled over b, z~ ~ z (two-sample KS).
+
+  Kolmogorov-Smirnov on each of the K*C = 8 coordinates of rows with random
+  and far-apart logits, 20,000 draws against 20,000 independent draws of z;
+  Bonferroni: total false-failure probability FALSE_FAILURE.
+  """
+  logits = jnp.asarray([[0.3, -1.2, 0.8, 0.0], [0.0, 6.0, -6.0, 2.0]])
+  log_p = jax.nn.log_softmax(logits, axis=-1)
+  n = 20_000
+  k_z, k_v, k_ref, k_unif = jax.random.split(jax.random.PRNGKey(22), 4)
+  z = log_p + jax.random.gumbel(k_z, (n,) + logits.shape)      # [N, K, C]
+  b = jnp.argmax(z, axis=-1)                                   # [N, K]
+  v = jax.random.uniform(k_v, (n,) + logits.shape, minval=1e-30, maxval=1.0)
+  cond = jax.jit(jax.vmap(relax_lib._conditional_gumbel,  # pylint: disable=protected-access
+                          in_axes=(0, 0, None)))
+  z_tilde = np.asarray(cond(v, b, log_p))
+  np.testing.assert_array_equal(np.argmax(z_tilde, -1), np.asarray(b))
+  ref = np.asarray(log_p + jax.random.gumbel(k_ref, (n,) + logits.shape))
+  alpha = FALSE_FAILURE / logits.size
+  p_values = [stats.ks_2samp(z_tilde[:, i, j], ref[:, i, j]).pvalue
+              for i in range(2) for j in range(4)]
+  assert min(p_values) > alpha, p_values
+  # Power: conditioned on a b drawn uniformly instead of from Cat(p), the
+  # pooled law is wrong and the same test rejects it.
+  b_unif = jax.random.randint(k_unif, (n, 2), 0, 4)
+  wrong = np.asarray(cond(v, b_unif, log_p))
+  assert min(stats.ks_2samp(wrong[:, i, j], ref[:, i, j]).pvalue
+             for i in range(2) for j in range(4)) < alpha
+
+
+@pytest.mark.parametrize("learn_temperature", [True, False])
+def test_relax_with_the_f_term_is_unbiased(learn_temperature):
+  logits, _ = helpers.random_problem(23, 2, 3)
+  f = _smooth_objective(23, 2, 3)
+  est = estimators.get("relax", include_f=True, hidden_sizes=(8,),
+                       learn_temperature=learn_temperature)
+  state = est.init(jax.random.PRNGKey(24), logits)
+  # Move eta and the temperature away from their starting values.
+  state = state._replace(params={**state.params, "f_scale": jnp.asarray(0.7),
+                                 "log_temperature": jnp.asarray(-0.3)})
+  grads = _stateful_draws(est, jax.random.PRNGKey(25), logits, f, state,
+                          NUM_DRAWS)
+  _assert_unbiased(grads, estimators.get("exact")(None, logits, f))
+  out = est.estimate(jax.random.PRNGKey(26), logits, f, state=state)
+  assert int(out.num_evals) == 3
+  # eta and (if learned) the temperature get a gradient.
+  assert float(out.state.cv_grad["f_scale"]) != 0.0
+  assert (float(out.state.cv_grad["log_temperature"]) != 0.0) == (
+      learn_temperature)
+
+
+def test_relax_with_the_f_term_rejects_a_non_differentiable_f():
+  logits, f = helpers.random_problem(0, 1, 3)
+  est = estimators.get("relax", include_f=True)
+  state = est.init(jax.random.PRNGKey(0), logits)
+  with pytest.raises(ValueError, match="relax with include_f=True.*does not "
+                     "depend differentiably"):
+    est.estimate(jax.random.PRNGKey(1), logits, f, state=state)
+  with pytest.raises(ValueError, match="include_f must be True or False"):
+    estimators.get("relax", include_f=1).init(jax.random.PRNGKey(0), logits)
+
+
+def test_relax_state_restores_from_an_orbax_checkpoint(tmp_path):
+  ocp = pytest.importorskip("orbax.checkpoint")
+  logits, _ = helpers.random_problem(27, 2, 3)
+  f = _smooth_objective(27, 2, 3)
+  est = estimators.get("relax", include_f=True)
+  step = jax.jit(lambda s, k: est.estimate(k, logits, f, state=s))
+  state = step(est.init(jax.random.PRNGKey(0), logits),
+               jax.random.PRNGKey(1)).state
+  checkpointer = ocp.StandardCheckpointer()
+  checkpointer.save(tmp_path / "relax", state)
+  checkpointer.wait_until_finished()
+  abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, state)
+  restored = checkpointer.restore(tmp_path / "relax", abstract)
+  assert isinstance(restored, relax_lib.RelaxState)
+  assert (jax.tree_util.tree_structure(restored)
+          == jax.tree_util.tree_structure(state))
+  a, b = step(state, jax.random.PRNGKey(2)), step(restored,
+                                                  jax.random.PRNGKey(2))
+  for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
+    np.testing.assert_array_equal(x, y)
+
+
+# ---------------------------------------------------------------------------
+# Learned temperatures of the relaxed estimators.
+
+
+@pytest.mark.parametrize("name", ["gumbel_softmax", "st_gumbel_softmax"])
+def test_learned_temperature_gets_the_pathwise_gradient(name):
+  logits = jnp.asarray([[0.2, -0.4, 1.0], [1.0, 0.0, -0.5]])
+  f = _smooth_objective(28, 2, 3)
+  key = jax.random.PRNGKey(29)
+
+  def loss(log_tau):
+    est = estimators.get(name, temperature=jnp.exp(log_tau))
+    return expectation(key, logits, f, estimator=est)
+
+  value, grad = jax.jit(jax.value_and_grad(loss))(jnp.asarray(0.3))
+  g = jax.random.gumbel(key, logits.shape)
+  soft = lambda lt: jax.nn.softmax((logits + g) / jnp.exp(lt), axis=-1)
+  hard = jax.nn.one_hot(jnp.argmax(logits + g, -1), 3)
+  at = soft(0.3) if name == "gumbel_softmax" else hard
+  d_soft = jax.jvp(soft, (0.3,), (1.0,))[1]
+  np.testing.assert_allclose(value, f(at), rtol=1e-6)
+  np.testing.assert_allclose(grad, jnp.sum(jax.grad(f)(at) * d_soft),
+                             rtol=1e-4, atol=1e-7)
+  assert float(grad) != 0.0
+
+
+def test_fixed_temperature_straight_through_is_unchanged():
+  logits = jnp.asarray([[0.2, -0.4, 1.0], [1.0, 0.0, -0.5]])
+  f = _smooth_objective(30, 2, 3)
+  tau = 0.6
+  out = estimators.get("st_gumbel_softmax", temperature=tau).estimate(
+      jax.random.PRNGKey(31), logits, f)
+  g = jax.random.gumbel(jax.random.PRNGKey(31), logits.shape)
+  hard = jax.nn.one_hot(jnp.argmax(logits + g, -1), 3)
+  np.testing.assert_array_equal(out.samples[0], hard)   # exactly one-hot
+  y = jax.nn.softmax((logits + g) / tau, axis=-1)
+  df = jax.grad(f)(hard)
+  expect = y * (df - jnp.sum(y * df, -1, keepdims=True)) / tau
+  np.testing.assert_allclose(out.grad, expect, rtol=1e-4, atol=1e-6)
+  # A fixed temperature gives nothing but the logit gradient.
+  theta_grad = jax.grad(lambda w: expectation(
+      jax.random.PRNGKey(31), logits, lambda z: f(z) * w,
+      estimator="st_gumbel_softmax", temperature=tau))(1.0)
+  np.testing.assert_allclose(theta_grad, f(hard), rtol=1e-5)
+
+
+def test_a_temperature_array_must_be_a_float_scalar():
+  with pytest.raises(ValueError, match="floating-point scalar"):
+    estimators.get("gumbel_softmax", temperature=jnp.ones(2))(
+        jax.random.PRNGKey(0), jnp.zeros((1, 3)), lambda z: jnp.sum(z ** 2))
+
+
+# ---------------------------------------------------------------------------
+# Masked categories and far-apart logits (POLICY.md).
+
+
+_MASKED = jnp.asarray([[0.0, -jnp.inf, 1.0, -jnp.inf],
+                       [0.0, 60.0, -60.0, 1e3],
+                       [-50.0, 0.0, 0.0, -jnp.inf]])
+
+
+@pytest.mark.parametrize("name,settings", [
+    ("relax", {}),
+    ("relax", {"include_f": True}),
+    ("gumbel_softmax", {}),
+    ("st_gumbel_softmax", {}),
+    ("reinmax", {}),
+])
+def test_masked_categories_and_far_apart_logits(name, settings):
+  f = _smooth_objective(32, 3, 4)
+  est = estimators.get(name, **settings)
+  masked = np.isneginf(np.asarray(_MASKED))
+  state = est.init(jax.random.PRNGKey(0), _MASKED) if est.stateful else None
+  outs = jax.jit(jax.vmap(lambda k: est.estimate(k, _MASKED, f, state=state)))(
+      jax.random.split(jax.random.PRNGKey(33), 2000))
+  for leaf in jax.tree_util.tree_leaves(outs):
+    assert np.all(np.isfinite(leaf)), name
+  samples = np.asarray(outs.samples[:, 0])                   # [N, K, C]
+  assert np.all(samples[:, masked] == 0.0)                   # never drawn
+  assert np.all(np.asarray(outs.grad)[:, masked] == 0.0)     # zero gradient
+  # The logit 1e3 dominates its row: every draw picks it.
+  if not est.pathwise or name != "gumbel_softmax":
+    np.testing.assert_array_equal(samples[:, 1, 3], 1.0)
+  # Through the expectation layer, with a batch (RELAX's batch update too).
+  batch = jnp.stack([_MASKED, _MASKED])
+  loss = lambda lg: expectation(jax.random.PRNGKey(34), lg, f, estimator=est,
+                                state=state)
+  if est.stateful:
+    (values, new_state), grad = jax.value_and_grad(
+        lambda lg: (lambda o: (jnp.sum(o[0]), o[1]))(loss(lg)),
+        has_aux=True)(batch)
+    for leaf in jax.tree_util.tree_leaves(new_state):
+      assert np.all(np.isfinite(leaf))
+  else:
+    values, grad = jax.value_and_grad(lambda lg: jnp.sum(loss(lg)))(batch)
+  assert np.isfinite(float(values)) and np.all(np.isfinite(grad))
+  assert np.all(np.asarray(grad)[:, masked] == 0.0)

@@ -1,7 +1,6 @@
 """Estimators beyond the paper (issue 15): reinforce_wor, unordered_set,
 indecater and gumbel_rao, tested against exact enumeration."""
 
-import functools
 import itertools
 
 import chex

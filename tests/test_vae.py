@@ -5,6 +5,7 @@ import math
 import os
 import shutil
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -12,10 +13,10 @@ import pytest
 
 from arsm_jax import estimators
 from arsm_jax import writers
-from arsm_jax.estimators import swap
 from arsm_jax.models import vae as vae_models
 from arsm_jax.tasks import vae
 from configs import vae as vae_config
+from tests import test_objectives
 
 
 def _tiny(**overrides):
@@ -65,130 +66,82 @@ def test_default_nonlinear_model_is_the_authors_architecture():
   assert widths("decoder") == [(200, 256), (256, 512), (512, 784)]
 
 
+class _MLPBefore(nn.Module):
+  """The MLP as it was before the model options existed (the reference)."""
+
+  hidden: tuple
+  out: int
+
+  @nn.compact
+  def __call__(self, x):
+    for i, width in enumerate(self.hidden):
+      x = nn.leaky_relu(nn.Dense(width, name=f"hidden_{i}")(x), 0.2)
+    return nn.Dense(self.out, name="out")(x)
+
+
+class _VAEBefore(nn.Module):
+  def setup(self):
+    self.encoder = _MLPBefore((7,), 12)
+    self.decoder = _MLPBefore((6,), 10)
+
+  def __call__(self, x, z):
+    return (self.encoder(x).reshape(x.shape[:-1] + (3, 4)),
+            self.decoder(z.reshape(z.shape[:-2] + (12,))))
+
+
+def test_default_options_give_the_parameters_and_outputs_of_before():
+  x = jnp.asarray(np.random.default_rng(0).random((2, 10)), jnp.float32)
+  z = jax.nn.one_hot(jnp.asarray([[0, 1, 3], [2, 2, 0]]), 4)
+  before = _VAEBefore()
+  ref = before.init(jax.random.PRNGKey(3), x, z)
+  for model in (vae_models.make_model("nonlinear", 3, 4, 10, (7,), (6,)),
+                vae_models.make_model("nonlinear", 3, 4, 10, (7,), (6,),
+                                      weight_init="lecun",
+                                      pin_first_logit=False)):
+    params = model.init(jax.random.PRNGKey(3), x, z)
+    assert (jax.tree_util.tree_structure(params)
+            == jax.tree_util.tree_structure(ref))
+    for a, b in zip(jax.tree_util.tree_leaves(params),
+                    jax.tree_util.tree_leaves(ref)):
+      np.testing.assert_array_equal(a, b)
+    for a, b in zip(model.apply(params, x, z), before.apply(ref, x, z)):
+      np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("name", vae_models.MODELS)
+def test_glorot_init_and_pinned_first_logit(name):
+  x = jnp.asarray(np.random.default_rng(0).random((2, 10)), jnp.float32)
+  z = jax.nn.one_hot(jnp.asarray([[0, 1, 3], [2, 2, 0]]), 4)
+  make = lambda **o: vae_models.make_model(name, 3, 4, 10, (64,), (64,), **o)
+  lecun = make().init(jax.random.PRNGKey(0), x, z)["params"]
+  glorot = make(weight_init="glorot").init(jax.random.PRNGKey(0), x,
+                                           z)["params"]
+  for path, kernel in jax.tree_util.tree_leaves_with_path(glorot):
+    if path[-1].key != "kernel":
+      continue
+    fan_in, fan_out = kernel.shape
+    bound = math.sqrt(6.0 / (fan_in + fan_out))
+    assert np.all(np.abs(kernel) <= bound), path     # uniform(-b, b)
+  assert any(not np.array_equal(a, b) for a, b in zip(
+      jax.tree_util.tree_leaves(lecun), jax.tree_util.tree_leaves(glorot)))
+  model = make(pin_first_logit=True)
+  params = model.init(jax.random.PRNGKey(0), x, z)
+  maps = [("encode", x)] + ([("encode2", z), ("prior1", z)]
+                            if name == "two_layer" else [])
+  for method, arg in maps:
+    logits = model.apply(params, arg, method=getattr(model, method))
+    assert logits.shape == (2, 3, 4)
+    np.testing.assert_array_equal(logits[..., 0], 0.0)
+    assert np.all(np.abs(logits[..., 1:]) > 0)
+  out = "encoder" if name != "two_layer" else "encoder1"
+  assert params["params"][out]["out"]["kernel"].shape[-1] == 3 * 3
+  with pytest.raises(ValueError, match="Unknown weight_init 'xavier'"):
+    make(weight_init="xavier")
+
+
 # ----------------------------------------------------------------------------
-# The objective.
-
-
-def test_neg_elbo_matches_a_hand_computation():
-  model = vae_models.make_model("linear", num_latents=2, num_categories=3,
-                                num_pixels=4)
-  params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 4)),
-                      jnp.zeros((1, 2, 3)))
-  rng = np.random.default_rng(0)
-  w = rng.normal(size=(6, 4)).astype(np.float32)
-  b = rng.normal(size=4).astype(np.float32)
-  params = {"params": {"encoder": params["params"]["encoder"],
-                       "decoder": {"out": {"kernel": w, "bias": b}}}}
-  z = np.zeros((2, 3), np.float32)
-  z[0, 2] = z[1, 0] = 1.0
-  x = np.array([1.0, 0.0, 1.0, 1.0], np.float32)
-  logits = rng.normal(size=(2, 3)).astype(np.float32)
-  log_q = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
-
-  pixel_logits = z.reshape(-1) @ w + b
-  p = 1 / (1 + np.exp(-pixel_logits))
-  log_px = np.sum(x * np.log(p) + (1 - x) * np.log(1 - p))
-  log_pz = 2 * np.log(1 / 3)
-  log_qz = log_q[0, 2] + log_q[1, 0]
-  expected = -log_px - log_pz + log_qz
-  got = vae.neg_elbo_one_layer(model, params, jnp.asarray(z), jnp.asarray(x),
-                               jnp.asarray(log_q))
-  np.testing.assert_allclose(got, expected, rtol=1e-5)
-
-
-def _exact_neg_elbo_one_layer(model, params, x):
-  """E_q[f] by enumerating all C**K latent vectors, per image."""
-  k, c = model.num_latents, model.num_categories
-  codes = np.array(np.meshgrid(*[np.arange(c)] * k, indexing="ij"))
-  zs = jax.nn.one_hot(codes.reshape(k, -1).T, c)             # [C**K, K, C]
-  logits = model.apply(params, x, method=model.encode)       # [B, K, C]
-  log_q = jax.nn.log_softmax(logits)
-  f = jax.vmap(lambda z: vae.neg_elbo_one_layer(model, params, z, x, log_q))(
-      zs)                                                    # [C**K, B]
-  log_qz = jnp.einsum("nkc,bkc->nb", zs, log_q)
-  return jnp.sum(jnp.exp(log_qz) * f, axis=0)                # [B]
-
-
-def _exact_neg_elbo_two_layer(model, params, x):
-  k, c = model.num_latents, model.num_categories
-  codes = np.array(np.meshgrid(*[np.arange(c)] * k, indexing="ij"))
-  zs = jax.nn.one_hot(codes.reshape(k, -1).T, c)             # [N, K, C]
-  log_q1 = jax.nn.log_softmax(model.apply(params, x, method=model.encode))
-
-  def per_z1(z1):
-    log_q2 = jax.nn.log_softmax(model.apply(params, z1, method=model.encode2))
-    pix = model.apply(params, z1, method=model.decode)
-    log_px = vae_models.bernoulli_log_prob(pix, x)             # [B]
-    lq1 = vae_models.categorical_log_prob(z1, log_q1)          # [B]
-
-    def per_z2(z2):
-      log_p1 = jax.nn.log_softmax(model.apply(params, z2, method=model.prior1))
-      lq2 = vae_models.categorical_log_prob(z2, log_q2)
-      f = (-log_px - vae_models.categorical_log_prob(z1, log_p1)
-           + k * math.log(c) + lq1 + lq2)
-      return jnp.exp(lq2) * f
-    return jnp.exp(lq1) * jnp.sum(jax.vmap(per_z2)(zs), axis=0)
-
-  return jnp.sum(jax.vmap(per_z1)(zs), axis=0)
-
-
-@pytest.mark.parametrize("model_name", ["nonlinear", "two_layer"])
-def test_training_gradient_is_unbiased_for_every_parameter(model_name):
-  """Mean of the ARSM training gradient vs the exact gradient by enumeration.
-
-  Covers the encoder (through the estimator and log q), the decoder
-  (pathwise) and, for two layers, q(z2|z1) and p(z1|z2) too.
-  """
-  model = vae_models.make_model(model_name, num_latents=2, num_categories=3,
-                                num_pixels=5, encoder_hidden=(4,),
-                                decoder_hidden=(4,))
-  x = jnp.asarray(np.random.default_rng(1).random((2, 5)) < 0.5, jnp.float32)
-  params = model.init(jax.random.PRNGKey(2), x, jnp.zeros((2, 2, 3)))
-  est = estimators.get("arsm")
-  objective = vae.make_objective(model, est)
-  exact_fn = (_exact_neg_elbo_two_layer if model_name == "two_layer"
-              else _exact_neg_elbo_one_layer)
-  exact = jax.grad(lambda p: jnp.mean(exact_fn(model, p, x)))(params)
-  draws = 2000
-  grads = jax.jit(jax.vmap(lambda k: jax.grad(
-      lambda p: objective.loss(p, k, x, None)[0])(params)))(
-          jax.random.split(jax.random.PRNGKey(3), draws))
-  for module in exact["params"]:
-    exact_m = np.concatenate([np.ravel(a) for a in jax.tree_util.tree_leaves(
-        exact["params"][module])])
-    draws_m = np.concatenate(
-        [np.reshape(a, (draws, -1)) for a in jax.tree_util.tree_leaves(
-            grads["params"][module])], axis=1)
-    mean = draws_m.mean(0)
-    se = draws_m.std(0) / math.sqrt(draws)
-    # Each coordinate's mean lies within 5 standard errors of the exact value
-    # (false-failure probability < 1e-6 per coordinate under the CLT, < 1e-4
-    # for all ~200); 1e-5 absorbs float32 rounding where se ~ 0.
-    err = np.abs(mean - exact_m)
-    assert np.all(err <= 5 * se + 1e-5), (module, np.max(err / (se + 1e-12)))
-    # The test has power: had this module's gradient been dropped (as the
-    # authors' two-layer code did for q(z2|z1)), some coordinate would fail.
-    assert np.any(np.abs(exact_m) > 5 * se + 1e-5), module
-
-
-def test_surrogate_value_is_neg_elbo_at_the_estimators_sample():
-  model = vae_models.make_model("linear", num_latents=2, num_categories=3,
-                                num_pixels=4)
-  x = jnp.ones((3, 4))
-  params = model.init(jax.random.PRNGKey(0), x, jnp.zeros((3, 2, 3)))
-  objective = vae.make_objective(model, estimators.get("arsm"))
-  key = jax.random.PRNGKey(5)
-  loss, (train, _) = objective.loss(params, key, x, None)
-  np.testing.assert_allclose(loss, jnp.mean(train), rtol=1e-6)
-  # The expectation layer gives image b the key split(k_est, B)[b], from which
-  # ARSM draws z by the Dirichlet augmentation.
-  k_est, _ = jax.random.split(key)
-  logits = model.apply(params, x, method=model.encode)
-  z = jax.vmap(lambda k, lg: jax.nn.one_hot(swap.augment(k, lg).z, 3))(
-      jax.random.split(k_est, 3), logits)
-  expected = vae.neg_elbo_one_layer(model, params, z, x,
-                                    jax.nn.log_softmax(logits))
-  np.testing.assert_allclose(train, expected, rtol=1e-5)
+# The training step with any estimator (the objectives themselves are tested
+# in tests/test_objectives.py).
 
 
 # arsm runs in every other test; one score-function, one relaxed and one
@@ -216,6 +169,72 @@ def test_any_registered_estimator_gives_a_finite_training_step(name):
   assert max(jax.tree_util.tree_leaves(moved)) > 0
   if est.stateful:
     assert new.est_state is not None
+
+
+def _steps(config, est, num_steps, images, seed=1):
+  """Trains ``num_steps`` steps on ``images``; returns (model, first, last)."""
+  model, objective, tx = vae._build(config, est)
+  state = vae.init_state(config, model, tx, est, jax.random.PRNGKey(0))
+  step = vae.make_train_step(objective, tx, "threshold",
+                             jax.random.PRNGKey(seed))
+  first = state
+  for i in range(num_steps):
+    idx = np.arange(i * config.batch_size,
+                    (i + 1) * config.batch_size) % len(images)
+    state = step(state, images, idx)
+  return model, first, state
+
+
+_EVERY_RUN = [(m, n) for m in ("nonlinear", "two_layer")
+              for n in estimators.names()]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model_name,name", _EVERY_RUN)
+def test_every_estimator_trains_both_models(model_name, name):
+  """A tiny synthetic run (configs/vae.py:tiny): the exact -ELBO falls."""
+  config = _tiny(model=model_name, estimator=name, learning_rate=1e-2)
+  est = vae.validate_config(config)
+  splits = vae.load_data(config)
+  images = jnp.asarray(splits["train"][:40])
+  x = (images > 127).astype(jnp.float32)
+  model, first, last = _steps(config, est, 12, images)
+  before = float(jnp.mean(test_objectives.exact_neg_elbo(model, first.params,
+                                                         x)))
+  after = float(jnp.mean(test_objectives.exact_neg_elbo(model, last.params,
+                                                        x)))
+  assert np.isfinite(after) and after < before - 0.5, (before, after)
+  for leaf in jax.tree_util.tree_leaves(last.est_state):
+    assert np.all(np.isfinite(leaf))
+
+
+@pytest.mark.parametrize("model_name,settings", [
+    ("nonlinear", {"include_f": True}), ("two_layer", {})])
+def test_a_checkpoint_with_relax_state_restores_to_identical_numbers(
+    model_name, settings, tmp_path):
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  config = _tiny(model=model_name, estimator="relax")
+  for k, v in settings.items():
+    config.estimator_settings[k] = v
+  est = vae.validate_config(config)
+  model, objective, tx = vae._build(config, est)
+  images = jnp.asarray(np.random.default_rng(0).integers(0, 256, (20, 36)),
+                       jnp.uint8)
+  step = vae.make_train_step(objective, tx, "threshold", jax.random.PRNGKey(1))
+  state = step(vae.init_state(config, model, tx, est, jax.random.PRNGKey(0)),
+               images, np.arange(10))
+  checkpointer = ocp.StandardCheckpointer()
+  checkpointer.save(tmp_path / "state", state)
+  checkpointer.wait_until_finished()
+  fresh = vae.init_state(config, model, tx, est, jax.random.PRNGKey(5))
+  abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, fresh)
+  restored = checkpointer.restore(tmp_path / "state", abstract)
+  assert (jax.tree_util.tree_structure(restored)
+          == jax.tree_util.tree_structure(state))
+  a = step(state, images, np.arange(10, 20))
+  b = step(restored, images, np.arange(10, 20))
+  for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
+    np.testing.assert_array_equal(x, y)
 
 
 # ----------------------------------------------------------------------------
@@ -251,11 +270,38 @@ def test_bad_config_fails_before_any_work(field, value, match, tmp_path,
   assert not workdir.exists()
 
 
-def test_two_layer_rejects_relaxed_estimators():
-  if "st_gumbel_softmax" not in estimators.names():
-    pytest.skip("st_gumbel_softmax is not registered")
-  with pytest.raises(ValueError, match="two_layer.*relaxed"):
-    vae.validate_config(_tiny(model="two_layer", estimator="st_gumbel_softmax"))
+def test_two_layer_accepts_relaxed_and_stateful_estimators():
+  for name in ("st_gumbel_softmax", "gumbel_softmax", "reinmax", "relax"):
+    vae.validate_config(_tiny(model="two_layer", estimator=name))
+  config = _tiny(model="two_layer", estimator="relax")
+  config.estimator_settings.include_f = True
+  with pytest.raises(ValueError, match="two_layer.*include_f=False"):
+    vae.validate_config(config)
+
+
+def test_bad_model_options_are_rejected():
+  # (pin_first_logit and learn_temperature are bools; ConfigDict refuses
+  # anything else when the field is set.)
+  with pytest.raises(ValueError, match="Unknown weight_init 'xavier'; "
+                     "allowed: lecun, glorot"):
+    vae.validate_config(_tiny(weight_init="xavier"))
+  with pytest.raises(ValueError, match="learn_temperature=True needs"):
+    vae.validate_config(_tiny(learn_temperature=True))  # arsm has no tau
+
+
+def test_learned_temperature_trains_with_the_model():
+  config = _tiny(estimator="st_gumbel_softmax", learn_temperature=True)
+  est = vae.validate_config(config)
+  model, objective, tx = vae._build(config, est)
+  state = vae.init_state(config, model, tx, est, jax.random.PRNGKey(0))
+  assert float(state.params["params"]["log_temperature"]) == 0.0  # tau = 1
+  images = jnp.asarray(np.random.default_rng(0).integers(0, 256, (20, 36)),
+                       jnp.uint8)
+  step = vae.make_train_step(objective, tx, "threshold", jax.random.PRNGKey(1))
+  new = step(state, images, np.arange(10))
+  assert float(new.params["params"]["log_temperature"]) != 0.0
+  preset = vae_config.get_config("st_gumbel_learned")
+  assert preset.learn_temperature and preset.estimator == "st_gumbel_softmax"
 
 
 def test_unknown_estimator_setting_and_preset_are_rejected():

@@ -24,6 +24,12 @@ With Gumbel noise :math:`g_{kc}` and temperature :math:`\tau`:
   (a Heun step; unbiased for f linear in z, at :math:`\tau = 1`). The
   authors recommend :math:`\tau \ge 1`.
 
+Masked categories (logit ``-inf``) get relaxed weight 0, are never drawn and
+get zero gradient. The temperature may be a traced scalar (learned with the
+model; see ``arsm_jax.objectives.vae``).
+
+Cost: one evaluation of f and of its gradient in z per draw.
+
 References:
   Jang, Gu and Poole. Categorical reparameterization with Gumbel-Softmax.
   ICLR 2017. Maddison, Mnih and Teh. The Concrete distribution. ICLR 2017.
@@ -44,8 +50,21 @@ Array = jax.Array
 sg = jax.lax.stop_gradient
 
 
-def check_temperature(temperature, who: str) -> float:
-  """Checks that a temperature is a positive finite number; returns it."""
+def check_temperature(temperature, who: str):
+  """Checks that a temperature is a positive finite number; returns it.
+
+  A JAX array (a learned temperature, traced under ``jit``/``grad``) is
+  accepted as it is if it is a floating-point scalar; its value cannot be
+  checked at trace time, so keep it positive by construction (e.g.
+  ``exp(log_temperature)``).
+  """
+  if isinstance(temperature, jax.Array):
+    if temperature.shape != () or not jnp.issubdtype(temperature.dtype,
+                                                     jnp.floating):
+      raise ValueError(f"{who}: a temperature array must be a floating-point "
+                       f"scalar; got shape {temperature.shape}, dtype "
+                       f"{temperature.dtype}.")
+    return temperature
   try:
     value = float(temperature)
   except (TypeError, ValueError) as e:
@@ -132,12 +151,14 @@ def gumbel_softmax(key, logits: Array, f: base.Objective, *,
     key: PRNG key.
     logits: ``[K, C]``.
     f: objective, differentiable in its ``[K, C]`` input.
-    temperature: :math:`\tau > 0`; lower is less biased and noisier.
+    temperature: :math:`\tau > 0`; lower is less biased and noisier. A
+      number, or a traced scalar (a temperature learned with the model).
 
   Returns:
     An :class:`~arsm_jax.estimators.base.EstimatorOutput` whose single sample
     is the relaxed sample y (rows on the simplex, not one-hot) and whose
-    value is ``f(y)``.
+    value is ``f(y)``. Through y, :func:`arsm_jax.expectation` passes the
+    pathwise gradient to a traced temperature.
   """
   tau = check_temperature(temperature, "gumbel_softmax")
   check_differentiable(f, logits, "gumbel_softmax")
@@ -164,7 +185,16 @@ def st_gumbel_softmax(key, logits: Array, f: base.Objective, *,
     key: PRNG key.
     logits: ``[K, C]``.
     f: objective, differentiable in its ``[K, C]`` input.
-    temperature: :math:`\tau > 0` of the backward relaxation.
+    temperature: :math:`\tau > 0` of the backward relaxation: a number, or
+      a traced scalar (a temperature learned with the model).
+
+  Returns:
+    An :class:`~arsm_jax.estimators.base.EstimatorOutput` whose single sample
+    is the hard sample D. It is written ``D + (y - sg(y))`` with ``y`` the
+    relaxed sample at the given (stopped) logits: exactly D in value, and
+    through it :func:`arsm_jax.expectation` passes the gradient of f at D to
+    a traced temperature, as training :math:`\tau` with the model in the
+    straight-through construction does.
   """
   tau = check_temperature(temperature, "st_gumbel_softmax")
   check_differentiable(f, logits, "st_gumbel_softmax")
@@ -178,7 +208,9 @@ def st_gumbel_softmax(key, logits: Array, f: base.Objective, *,
     return base.call_objective(f, hard + soft - sg(soft), dtype)
 
   value, grad = jax.value_and_grad(surrogate)(logits)
-  return base.EstimatorOutput(grad, hard[None], jnp.ones((1,), dtype), value,
+  soft = jax.nn.softmax((logits + g) / tau, axis=-1)
+  sample = hard + (soft - sg(soft))                           # == hard
+  return base.EstimatorOutput(grad, sample[None], jnp.ones((1,), dtype), value,
                               jnp.asarray(1, jnp.int32))
 
 

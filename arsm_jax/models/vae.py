@@ -15,11 +15,25 @@ Bernoulli logits of the pixels ``[..., D]``.
 
 :func:`make_model` builds either from a model name; :func:`bernoulli_log_prob`
 and :func:`categorical_log_prob` are the likelihood terms of the ELBO.
+
+Options of both models, all off by default (the defaults reproduce the
+models as they were before the options existed, parameter for parameter):
+
+* ``weight_init='glorot'``: Glorot-uniform kernels (TensorFlow's default, as
+  in the authors' code) instead of Flax's LeCun-normal; biases stay zero.
+* ``pin_first_logit=True``: every categorical logits map (q(z|x), and for
+  two layers q(z2|z1) and p(z1|z2)) outputs C-1 free logits per variable and
+  class 0's logit is fixed at 0, as in the authors' code. The same family of
+  distributions, a different parametrisation.
+* ``learned_temperature=tau0``: the model holds a learned relaxation
+  temperature, parameter ``log_temperature`` initialised at ``log(tau0)``,
+  trained with the model (see :meth:`CategoricalVAE.temperature`); the VAE
+  objective gives it to relaxed estimators.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import flax.linen as nn
 import jax
@@ -28,6 +42,21 @@ import jax.numpy as jnp
 Array = jax.Array
 
 MODELS = ("linear", "nonlinear", "two_layer")
+WEIGHT_INITS = ("lecun", "glorot")
+
+
+def check_weight_init(weight_init: str) -> str:
+  if weight_init not in WEIGHT_INITS:
+    raise ValueError(f"Unknown weight_init {weight_init!r}; allowed: "
+                     f"{', '.join(WEIGHT_INITS)}.")
+  return weight_init
+
+
+def _dense_kwargs(weight_init: str) -> dict:
+  # 'lecun' passes nothing, so Flax's own default (and its numbers) is kept.
+  if check_weight_init(weight_init) == "glorot":
+    return {"kernel_init": nn.initializers.glorot_uniform()}
+  return {}
 
 
 class MLP(nn.Module):
@@ -37,27 +66,49 @@ class MLP(nn.Module):
     hidden: widths of the hidden layers (empty: one affine map).
     out: width of the output.
     negative_slope: slope of the leaky ReLU for negative inputs.
+    weight_init: ``'lecun'`` (Flax's default) or ``'glorot'`` kernels.
   """
 
   hidden: Sequence[int]
   out: int
   negative_slope: float = 0.2
+  weight_init: str = "lecun"
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
+    kwargs = _dense_kwargs(self.weight_init)
     for i, width in enumerate(self.hidden):
-      x = nn.Dense(width, name=f"hidden_{i}")(x)
+      x = nn.Dense(width, name=f"hidden_{i}", **kwargs)(x)
       x = nn.leaky_relu(x, self.negative_slope)
-    return nn.Dense(self.out, name="out")(x)
+    return nn.Dense(self.out, name="out", **kwargs)(x)
 
 
 def _flatten_latent(z: Array) -> Array:
   return z.reshape(z.shape[:-2] + (z.shape[-2] * z.shape[-1],))
 
 
-def _unflatten_latent(out: Array, num_latents: int,
-                      num_categories: int) -> Array:
-  return out.reshape(out.shape[:-1] + (num_latents, num_categories))
+def _unflatten_latent(out: Array, num_latents: int, num_categories: int,
+                      pin_first_logit: bool = False) -> Array:
+  """``[..., K * C]`` -> ``[..., K, C]``; pinned: ``[..., K * (C-1)]`` with a
+  zero logit for class 0 in front."""
+  if not pin_first_logit:
+    return out.reshape(out.shape[:-1] + (num_latents, num_categories))
+  free = out.reshape(out.shape[:-1] + (num_latents, num_categories - 1))
+  zero = jnp.zeros(free.shape[:-1] + (1,), free.dtype)
+  return jnp.concatenate([zero, free], axis=-1)
+
+
+def _logit_width(num_latents: int, num_categories: int,
+                 pin_first_logit: bool) -> int:
+  return num_latents * (num_categories - int(bool(pin_first_logit)))
+
+
+def _log_temperature_param(module: nn.Module, initial: float):
+  if not float(initial) > 0:
+    raise ValueError(f"learned_temperature must be a positive number; got "
+                     f"{initial!r}.")
+  return module.param("log_temperature",
+                      lambda _: jnp.log(jnp.asarray(initial, jnp.float32)))
 
 
 class CategoricalVAE(nn.Module):
@@ -69,6 +120,10 @@ class CategoricalVAE(nn.Module):
     num_pixels: D, the number of Bernoulli pixels.
     encoder_hidden: hidden widths of the encoder MLP.
     decoder_hidden: hidden widths of the decoder MLP.
+    weight_init: ``'lecun'`` or ``'glorot'`` (see the module docstring).
+    pin_first_logit: class 0's logit fixed at 0 (C-1 free logits).
+    learned_temperature: if set, the initial value of a learned relaxation
+      temperature held by the model.
   """
 
   num_latents: int = 20
@@ -76,16 +131,29 @@ class CategoricalVAE(nn.Module):
   num_pixels: int = 784
   encoder_hidden: Sequence[int] = (512, 256)
   decoder_hidden: Sequence[int] = (256, 512)
+  weight_init: str = "lecun"
+  pin_first_logit: bool = False
+  learned_temperature: Optional[float] = None
 
   def setup(self):
     self.encoder = MLP(self.encoder_hidden,
-                       self.num_latents * self.num_categories)
-    self.decoder = MLP(self.decoder_hidden, self.num_pixels)
+                       _logit_width(self.num_latents, self.num_categories,
+                                    self.pin_first_logit),
+                       weight_init=self.weight_init)
+    self.decoder = MLP(self.decoder_hidden, self.num_pixels,
+                       weight_init=self.weight_init)
+    if self.learned_temperature is not None:
+      self.log_temperature = _log_temperature_param(self,
+                                                    self.learned_temperature)
+
+  def temperature(self) -> Array:
+    """The learned relaxation temperature (needs ``learned_temperature``)."""
+    return jnp.exp(self.log_temperature)
 
   def encode(self, x: Array) -> Array:
     """Binary images ``[..., D]`` -> logits of q(z|x), ``[..., K, C]``."""
     return _unflatten_latent(self.encoder(x), self.num_latents,
-                             self.num_categories)
+                             self.num_categories, self.pin_first_logit)
 
   def decode(self, z: Array) -> Array:
     """Latents ``[..., K, C]`` -> Bernoulli logits of p(x|z), ``[..., D]``."""
@@ -104,6 +172,11 @@ class TwoLayerVAE(nn.Module):
     num_pixels: D.
     encoder_hidden: hidden widths of the MLP of q(z1|x).
     decoder_hidden: hidden widths of the MLP of p(x|z1).
+    weight_init: ``'lecun'`` or ``'glorot'`` (see the module docstring).
+    pin_first_logit: class 0's logit fixed at 0 in q(z1|x), q(z2|z1) and
+      p(z1|z2).
+    learned_temperature: if set, the initial value of a learned relaxation
+      temperature held by the model.
   """
 
   num_latents: int = 20
@@ -111,16 +184,29 @@ class TwoLayerVAE(nn.Module):
   num_pixels: int = 784
   encoder_hidden: Sequence[int] = (512, 256)
   decoder_hidden: Sequence[int] = (256, 512)
+  weight_init: str = "lecun"
+  pin_first_logit: bool = False
+  learned_temperature: Optional[float] = None
 
   def setup(self):
-    size = self.num_latents * self.num_categories
-    self.encoder1 = MLP(self.encoder_hidden, size)
-    self.encoder2 = MLP((), size)
-    self.decoder2 = MLP((), size)
-    self.decoder1 = MLP(self.decoder_hidden, self.num_pixels)
+    size = _logit_width(self.num_latents, self.num_categories,
+                        self.pin_first_logit)
+    init = self.weight_init
+    self.encoder1 = MLP(self.encoder_hidden, size, weight_init=init)
+    self.encoder2 = MLP((), size, weight_init=init)
+    self.decoder2 = MLP((), size, weight_init=init)
+    self.decoder1 = MLP(self.decoder_hidden, self.num_pixels, weight_init=init)
+    if self.learned_temperature is not None:
+      self.log_temperature = _log_temperature_param(self,
+                                                    self.learned_temperature)
+
+  def temperature(self) -> Array:
+    """The learned relaxation temperature (needs ``learned_temperature``)."""
+    return jnp.exp(self.log_temperature)
 
   def _latent(self, out: Array) -> Array:
-    return _unflatten_latent(out, self.num_latents, self.num_categories)
+    return _unflatten_latent(out, self.num_latents, self.num_categories,
+                             self.pin_first_logit)
 
   def encode(self, x: Array) -> Array:
     """Logits of q(z1|x), ``[..., K, C]``."""
@@ -145,21 +231,32 @@ class TwoLayerVAE(nn.Module):
 def make_model(name: str, num_latents: int = 20, num_categories: int = 10,
                num_pixels: int = 784,
                encoder_hidden: Sequence[int] = (512, 256),
-               decoder_hidden: Sequence[int] = (256, 512)) -> nn.Module:
+               decoder_hidden: Sequence[int] = (256, 512), *,
+               weight_init: str = "lecun", pin_first_logit: bool = False,
+               learned_temperature: Optional[float] = None) -> nn.Module:
   """The model called ``name`` (one of :data:`MODELS`).
 
   ``linear`` ignores the hidden widths; ``nonlinear`` and ``two_layer`` use
-  them for their MLPs.
+  them for their MLPs. The keyword options are those of the module
+  docstring.
   """
   if name not in MODELS:
     raise ValueError(f"Unknown model {name!r}; known: {', '.join(MODELS)}.")
+  check_weight_init(weight_init)
+  if not isinstance(pin_first_logit, bool):
+    raise ValueError(f"pin_first_logit must be True or False; got "
+                     f"{pin_first_logit!r}.")
+  options = dict(weight_init=weight_init, pin_first_logit=pin_first_logit,
+                 learned_temperature=learned_temperature)
   if name == "linear":
-    return CategoricalVAE(num_latents, num_categories, num_pixels, (), ())
+    return CategoricalVAE(num_latents, num_categories, num_pixels, (), (),
+                          **options)
   if name == "nonlinear":
     return CategoricalVAE(num_latents, num_categories, num_pixels,
-                          tuple(encoder_hidden), tuple(decoder_hidden))
+                          tuple(encoder_hidden), tuple(decoder_hidden),
+                          **options)
   return TwoLayerVAE(num_latents, num_categories, num_pixels,
-                     tuple(encoder_hidden), tuple(decoder_hidden))
+                     tuple(encoder_hidden), tuple(decoder_hidden), **options)
 
 
 def bernoulli_log_prob(pixel_logits: Array, x: Array) -> Array:

@@ -1,27 +1,8 @@
 r"""Categorical VAE on binarised MNIST (poster figure 2), with any estimator.
 
-The objective per image is the single-sample negative ELBO
-
-.. math::
-
-  f(z, x) = -\log p(x|z) - \log p(z) + \log q(z|x),
-
-minimised in expectation over :math:`z \sim q(z|x)`. One call of
-:func:`arsm_jax.expectation` per batch gives a surrogate whose gradient is the
-estimator's estimate for the encoder logits and the pathwise gradient for the
-decoder (and for the direct dependence of :math:`\log q` on the encoder), so
-``jax.grad`` of its mean trains both. Under ``vmap`` over the batch all of
-ARSM's pseudo-action evaluations of a step form one decoder call over
-``batch x (C(C-1)/2 + 1)`` latents.
-
-Two stochastic layers (``model='two_layer'``). Layer 1 is estimated with
-:math:`f_1(z_1) = f(z_1, z_2(z_1))`, where
-:math:`z_2(z_1) = \arg\min_i(\log\varpi_i - \mathrm{logits}_2(z_1)_i)` uses
-one Dirichlet draw :math:`\varpi` per image shared by every pseudo action of
-layer 1, so those pseudo actions propagate through layer 2 with common noise.
-Layer 2 gets its own estimate at the sampled :math:`z_1` (for ``arsm``/``ar``
-exactly the :math:`z_1` and :math:`z_2` of layer 1's draw, since they share
-its keys), contributing only its score term.
+The objectives (the one- and two-layer single-sample ELBO surrogates, for
+any estimator) live in :mod:`arsm_jax.objectives.vae`; this module holds the
+config checks, train state and step, data, checkpoints, loop and summary.
 
 Per epoch: mean training -ELBO over the epoch's steps (evaluated at hard
 samples, also for relaxed estimators) and single-sample validation -ELBO.
@@ -45,11 +26,10 @@ again). A finished run rerun with a smaller ``num_epochs`` is refused.
 
 from __future__ import annotations
 
-import functools
 import math
 import os
 import time
-from typing import Any, Callable, NamedTuple, Optional
+from typing import Any, Optional
 
 from absl import logging
 import flax
@@ -65,12 +45,14 @@ from arsm_jax import estimators
 from arsm_jax import parallel
 from arsm_jax import runs
 from arsm_jax import writers
-from arsm_jax.estimators import swap
-from arsm_jax.expectation import expectation
 from arsm_jax.models import vae as vae_models
+from arsm_jax.objectives.vae import Objective
+from arsm_jax.objectives.vae import check_estimator
+from arsm_jax.objectives.vae import evals_per_image
+from arsm_jax.objectives.vae import init_estimator_state
+from arsm_jax.objectives.vae import make_objective
 
 Array = jax.Array
-sg = jax.lax.stop_gradient
 
 DATASETS = data_lib.DATASETS + ("synthetic",)
 # Fields that may differ between a run and its resumption.
@@ -129,192 +111,11 @@ def validate_config(config) -> estimators.Estimator:
         f"estimator 'exact' would enumerate C**K = {config.num_categories}**"
         f"{config.num_latents} latent vectors per image; allowed up to "
         f"{_MAX_EXACT_STATES}.")
-  if config.model == "two_layer" and (est.pathwise or est.stateful):
-    raise ValueError(
-        f"model 'two_layer' supports estimators that are neither relaxed nor "
-        f"stateful; {config.estimator!r} is "
-        f"{'relaxed' if est.pathwise else 'stateful'}. Use model 'linear' or "
-        "'nonlinear' with it.")
+  vae_models.check_weight_init(config.weight_init)
+  checks.boolean(config, "pin_first_logit")
+  checks.boolean(config, "learn_temperature")
+  check_estimator(config.model, est, config.learn_temperature)
   return est
-
-
-# ----------------------------------------------------------------------------
-# The objective.
-
-
-class Objective(NamedTuple):
-  """The functions a model contributes to training and evaluation.
-
-  Attributes:
-    loss: ``(params, key, x, est_state) -> (loss, (train_neg_elbo [B],
-      new_est_state))``; ``jax.grad`` of ``loss`` is the training gradient.
-    logit_grads: ``(params, key, x, est_state) -> [B, K, C]`` gradient of the
-      summed surrogate w.r.t. the (first-layer) encoder logits.
-    neg_elbo: ``(params, key, x) -> [B]`` single-sample -ELBO at z ~ q.
-    log_weights: ``(params, key, x, num_samples) -> [S, B]`` importance
-      log-weights ``log p(x, z_s) - log q(z_s|x)``.
-  """
-
-  loss: Callable[..., Any]
-  logit_grads: Callable[..., Array]
-  neg_elbo: Callable[..., Array]
-  log_weights: Callable[..., Array]
-
-
-def _onehot_sample(key, logits: Array) -> Array:
-  z = jax.random.categorical(key, logits, axis=-1)
-  return jax.nn.one_hot(z, logits.shape[-1], dtype=logits.dtype)
-
-
-def neg_elbo_one_layer(model, params, z: Array, x: Array,
-                       log_q: Array) -> Array:
-  r"""One image's :math:`-\log p(x|z) - \log p(z) + \log q(z|x)`.
-
-  Args:
-    model: a :class:`~arsm_jax.models.vae.CategoricalVAE`.
-    params: its parameters.
-    z: ``[..., K, C]`` one-hot (or relaxed) latents.
-    x: ``[..., D]`` binary pixels.
-    log_q: ``[..., K, C]`` ``log_softmax`` of the encoder logits.
-
-  Returns:
-    ``[...]``; the prior is uniform, :math:`\log p(z) = -K \log C`.
-  """
-  log_prior = -model.num_latents * math.log(model.num_categories)
-  pix = model.apply(params, z, method=model.decode)
-  return (-vae_models.bernoulli_log_prob(pix, x) - log_prior
-          + vae_models.categorical_log_prob(z, log_q))
-
-
-def one_layer_objective(model, est: estimators.Estimator,
-                        decoder_samples: int = 0) -> Objective:
-  """Objective of :class:`~arsm_jax.models.vae.CategoricalVAE`.
-
-  ``decoder_samples`` > 0 keeps the decoder gradient to that many of a
-  multi-sample estimator's draws (see ``expectation``'s
-  ``pathwise_samples``); 0 uses them all.
-  """
-  pathwise = decoder_samples or None
-  neg_elbo_at = functools.partial(neg_elbo_one_layer, model)
-
-  def surrogate(params, logits, key, x, est_state):
-    f = lambda z, xi, lq: neg_elbo_at(params, z, xi, lq)
-    log_q = jax.nn.log_softmax(logits)
-    out = expectation(key, logits, f, x, log_q, estimator=est,
-                      state=est_state, pathwise_samples=pathwise)
-    return out if est.stateful else (out, None)
-
-  def neg_elbo(params, key, x):
-    logits = model.apply(params, x, method=model.encode)
-    z = _onehot_sample(key, logits)
-    return neg_elbo_at(params, z, x, jax.nn.log_softmax(logits))
-
-  def loss(params, key, x, est_state):
-    logits = model.apply(params, x, method=model.encode)     # [B, K, C]
-    k_est, k_hard = jax.random.split(key)
-    values, new_state = surrogate(params, logits, k_est, x, est_state)
-    if est.pathwise:
-      # The surrogate's value is f at a relaxed sample; report a hard one.
-      train = sg(neg_elbo(params, k_hard, x))
-    else:
-      train = sg(values)
-    return jnp.mean(values), (train, new_state)
-
-  def logit_grads(params, key, x, est_state):
-    logits = sg(model.apply(params, x, method=model.encode))
-    return jax.grad(
-        lambda lg: jnp.sum(surrogate(params, lg, key, x, est_state)[0]))(logits)
-
-  def log_weights(params, key, x, num_samples):
-    logits = model.apply(params, x, method=model.encode)     # [B, K, C]
-    log_q = jax.nn.log_softmax(logits)
-    z = _onehot_sample(key, jnp.broadcast_to(logits,
-                                             (num_samples,) + logits.shape))
-    return -jax.vmap(lambda zs: neg_elbo_at(params, zs, x, log_q))(z)
-
-  return Objective(loss, logit_grads, neg_elbo, log_weights)
-
-
-def two_layer_objective(model, est: estimators.Estimator,
-                        decoder_samples: int = 0) -> Objective:
-  """Objective of :class:`~arsm_jax.models.vae.TwoLayerVAE` (see module doc)."""
-  pathwise = decoder_samples or None
-  num_cats = model.num_categories
-  log_prior2 = -model.num_latents * math.log(num_cats)
-
-  def neg_elbo_at(params, z1, z2, x, log_q1, log_q2):
-    pix = model.apply(params, z1, method=model.decode)
-    log_p1 = jax.nn.log_softmax(model.apply(params, z2, method=model.prior1))
-    return (-vae_models.bernoulli_log_prob(pix, x)
-            - vae_models.categorical_log_prob(z1, log_p1) - log_prior2
-            + vae_models.categorical_log_prob(z1, log_q1)
-            + vae_models.categorical_log_prob(z2, log_q2))
-
-  def layer2(params, z1):
-    logits2 = model.apply(params, z1, method=model.encode2)
-    return logits2, jax.nn.log_softmax(logits2)
-
-  def surrogate(params, logits1, key, x):
-    batch = x.shape[0]
-    k1, k2 = jax.random.split(key)
-    keys2 = jax.random.split(k2, batch)          # layer-2 noise, per image
-    log_q1 = jax.nn.log_softmax(logits1)
-
-    def f1(z1, xi, lq1, key2):
-      logits2, lq2 = layer2(params, z1)
-      z2 = jax.nn.one_hot(swap.augment(key2, sg(logits2)).z, num_cats,
-                          dtype=z1.dtype)
-      return neg_elbo_at(params, z1, z2, xi, lq1, lq2)
-
-    values = expectation(k1, logits1, f1, x, log_q1, keys2, estimator=est,
-                         pathwise_samples=pathwise)
-    # Layer 2 at layer 1's sample: the expectation layer gives image b the
-    # key split(k1, B)[b], from which arsm/ar draw z1 by the augmentation.
-    keys1 = jax.random.split(k1, batch)
-    z1 = jax.vmap(lambda k, lg: jax.nn.one_hot(
-        swap.augment(k, lg).z, num_cats, dtype=lg.dtype))(keys1, sg(logits1))
-    logits2, _ = layer2(params, z1)
-
-    def f2(z2, z1i, xi, lq1):
-      # Only the score term of layer 2 is wanted here; the pathwise gradients
-      # all come from layer 1's surrogate above.
-      return sg(neg_elbo_at(params, z1i, z2, xi, lq1, layer2(params, z1i)[1]))
-
-    inner = expectation(k2, logits2, f2, z1, x, log_q1, estimator=est,
-                        pathwise_samples=pathwise)
-    return values + inner - sg(inner)
-
-  def neg_elbo(params, key, x):
-    k1, k2 = jax.random.split(key)
-    logits1 = model.apply(params, x, method=model.encode)
-    z1 = _onehot_sample(k1, logits1)
-    logits2, lq2 = layer2(params, z1)
-    z2 = _onehot_sample(k2, logits2)
-    return neg_elbo_at(params, z1, z2, x, jax.nn.log_softmax(logits1), lq2)
-
-  def loss(params, key, x, est_state):
-    del est_state
-    logits1 = model.apply(params, x, method=model.encode)
-    values = surrogate(params, logits1, key, x)
-    return jnp.mean(values), (sg(values), None)
-
-  def logit_grads(params, key, x, est_state):
-    del est_state
-    logits1 = sg(model.apply(params, x, method=model.encode))
-    return jax.grad(lambda lg: jnp.sum(surrogate(params, lg, key, x)))(logits1)
-
-  def log_weights(params, key, x, num_samples):
-    return -jax.vmap(lambda k: neg_elbo(params, k, x))(
-        jax.random.split(key, num_samples))
-
-  return Objective(loss, logit_grads, neg_elbo, log_weights)
-
-
-def make_objective(model, est: estimators.Estimator,
-                   decoder_samples: int = 0) -> Objective:
-  if isinstance(model, vae_models.TwoLayerVAE):
-    return two_layer_objective(model, est, decoder_samples)
-  return one_layer_objective(model, est, decoder_samples)
 
 
 # ----------------------------------------------------------------------------
@@ -346,7 +147,10 @@ def _build(config, est):
   model = vae_models.make_model(
       config.model, config.num_latents, config.num_categories,
       _num_pixels(config), checks.widths(config, "encoder_hidden"),
-      checks.widths(config, "decoder_hidden"))
+      checks.widths(config, "decoder_hidden"), weight_init=config.weight_init,
+      pin_first_logit=config.pin_first_logit,
+      learned_temperature=(est.kwargs.get("temperature", 1.0)
+                           if config.learn_temperature else None))
   objective = make_objective(model, est, int(config.decoder_samples))
   tx = optax.adam(config.learning_rate)
   return model, objective, tx
@@ -363,8 +167,7 @@ def init_state(config, model, tx, est, key) -> TrainState:
   x = jnp.zeros((1, _num_pixels(config)), jnp.float32)
   z = jnp.zeros((1, config.num_latents, config.num_categories), jnp.float32)
   params = model.init(k_params, x, z)
-  logits = jnp.zeros((config.num_latents, config.num_categories), jnp.float32)
-  est_state = est.init(k_est, logits) if est.stateful else None
+  est_state = init_estimator_state(model, est, k_est)
   return TrainState(step=jnp.zeros((), jnp.int32), params=params,
                     opt_state=tx.init(params), est_state=est_state,
                     epoch_sum=jnp.zeros((), jnp.float32),
@@ -447,19 +250,6 @@ def make_variance_fn(objective: Objective, draws: int):
   return variance
 
 
-def evals_per_image(est: estimators.Estimator, num_latents: int,
-                    num_categories: int) -> int:
-  """Objective evaluations of one estimator draw per image (probe at logits 0).
-
-  ARSM evaluates ``C(C-1)/2 + 1`` latent vectors unless every pseudo action
-  equals the sample (then 1); at zero logits that practically never happens.
-  """
-  logits = jnp.zeros((num_latents, num_categories), jnp.float32)
-  state = est.init(jax.random.PRNGKey(0), logits) if est.stateful else None
-  out = est.estimate(jax.random.PRNGKey(1), logits, jnp.sum, state=state)
-  return int(out.num_evals)
-
-
 # ----------------------------------------------------------------------------
 # Data, checkpoints, bookkeeping.
 
@@ -475,7 +265,9 @@ def load_data(config) -> dict[str, np.ndarray]:
 
 # Fields added after runs were already being saved, with the value that
 # reproduces what those runs did: a saved config without them means these.
-_ADDED_FIELDS = {"validation_split": "last", "decoder_samples": 0}
+_ADDED_FIELDS = {"validation_split": "last", "decoder_samples": 0,
+                 "weight_init": "lecun", "pin_first_logit": False,
+                 "learn_temperature": False}
 
 
 def _check_resumable(config, workdir: str, restored_step: int,
