@@ -95,7 +95,7 @@ def collect(name: str, layers, seed: int, rng_seed: int, max_steps: int):
       "log_pi": np.zeros((max_steps, num_actions), np.float32),
       "logits": np.zeros((max_steps, num_actions), np.float32),
   }
-  t = 0
+  t, terminated = 0, False
   while t < max_steps:
     logits = numpy_logits(layers, obs)
     pi, log_pi, action = augment(rng_seed, t, logits)
@@ -107,6 +107,8 @@ def collect(name: str, layers, seed: int, rng_seed: int, max_steps: int):
     if terminated:
       break
   out["length"] = t
+  out["final_obs"] = np.asarray(obs, np.float32)
+  out["terminated"] = bool(terminated)
   return out
 
 
@@ -158,11 +160,16 @@ class HostArsm:
     max_steps: step cap (0 = the environment's, 1000 for LunarLander-v3).
     hidden: hidden widths of the policy.
     num_workers: worker processes for the rollouts (1 = in this process).
+    rollout_budget: the rule when the cap binds
+      (:data:`~arsm_jax.rl.learners.ROLLOUT_BUDGETS`).
+    test_episode: after each update, run one episode of the updated policy
+      and report its reward as ``test_reward``.
   """
 
   def __init__(self, name: str, *, learning_rate: float, gamma: float,
                max_rollouts: int, max_steps: int = 0,
-               hidden: tuple[int, ...] = (10, 10), num_workers: int = 1):
+               hidden: tuple[int, ...] = (10, 10), num_workers: int = 1,
+               rollout_budget: str = "unbiased", test_episode: bool = False):
     if name not in HOST_ENVS:
       raise ValueError(f"Unsupported host environment {name!r}; supported: "
                        f"{', '.join(HOST_ENVS)}.")
@@ -173,6 +180,10 @@ class HostArsm:
     self.num_actions = int(env.action_space.n)
     self.obs_shape = tuple(env.observation_space.shape)
     self.gamma = gamma
+    self.test_episode = test_episode
+    if rollout_budget not in learners.ROLLOUT_BUDGETS:
+      raise ValueError(f"rollout_budget must be one of "
+                       f"{learners.ROLLOUT_BUDGETS}; got {rollout_budget!r}.")
     self.net = policy_lib.policy(self.num_actions, hidden)
     self.tx = optax.adam(learning_rate)
     self._pool: Optional[concurrent.futures.Executor] = None
@@ -189,8 +200,11 @@ class HostArsm:
           pi=arrays["pi"], log_pi=arrays["log_pi"], logits=arrays["logits"],
           mask=mask,
           returns=learners.discounted_returns(arrays["rewards"], mask, gamma),
-          length=jnp.asarray(arrays["length"], jnp.int32))
-      plan = learners.plan_rollouts(ep, key, max_rollouts=max_rollouts)
+          length=jnp.asarray(arrays["length"], jnp.int32),
+          final_obs=arrays["final_obs"],
+          terminated=jnp.asarray(arrays["terminated"], bool))
+      plan = learners.plan_rollouts(ep, key, max_rollouts=max_rollouts,
+                                    rollout_budget=rollout_budget)
       seeds = jax.vmap(jax.vmap(
           lambda k: jax.random.randint(k, (), 0, 2**31 - 1)))(plan.keys)
       return plan, seeds
@@ -249,4 +263,11 @@ class HostArsm:
     info = {k: np.asarray(v) for k, v in info.items()}
     info["replay_steps"] = np.asarray(replay_steps)
     info["env_steps"] = info["env_steps"] + replay_steps
+    if self.test_episode:
+      test_seed, test_rng = (int(x) for x in jax.random.randint(
+          learners.test_episode_key(key), (2,), 0, 2**31 - 1))
+      test = collect(self.name, numpy_params(state.params), test_seed,
+                     test_rng, self.max_steps)
+      info["test_reward"] = np.asarray(
+          np.sum(test["rewards"][:test["length"]], dtype=np.float32))
     return state, info

@@ -792,6 +792,7 @@ def make_learner(name: str, env: envs_lib.JaxEnv, *, learning_rate: float,
                  rollout_budget: str = "unbiased",
                  a2c_bootstrap_truncated: bool = True,
                  relax_temperature: float = 0.5,
+                 relax_learning_rate: float = 0.03,
                  test_episode: bool = False) -> Learner:
   """Builds learner ``name`` (one of :data:`LEARNERS`) for ``env``.
 
@@ -802,8 +803,7 @@ def make_learner(name: str, env: envs_lib.JaxEnv, *, learning_rate: float,
     gamma: discount.
     max_rollouts: ARSM's rollout cap per episode (<= 0: uncapped).
     hidden: hidden widths of the policy, critic and control-variate MLPs.
-    critic_learning_rate: Adam step size of A2C's critic and of RELAX's
-      control variate.
+    critic_learning_rate: Adam step size of A2C's critic.
     gae_lambda: A2C's GAE lambda.
     baseline_decay: ``reinforce_ma``'s moving-average decay.
     common_random_numbers: ARSM's rollouts reuse the episode's keys.
@@ -811,26 +811,29 @@ def make_learner(name: str, env: envs_lib.JaxEnv, *, learning_rate: float,
     a2c_bootstrap_truncated: A2C bootstraps from the critic at the state
       where the step cap cut the episode (see :func:`gae_advantages`).
     relax_temperature: RELAX's initial Gumbel-Softmax temperature.
+    relax_learning_rate: Adam step size of RELAX's control variate.
     test_episode: after each update, run one episode of the updated policy
       and report its reward as ``test_reward``.
 
   Raises:
-    ValueError: for an unknown name, rollout budget or a non-positive
-      temperature.
+    ValueError: for an unknown name or rollout budget, or a non-positive
+      RELAX temperature or learning rate.
   """
   if name not in LEARNERS:
     raise ValueError(f"Unknown learner {name!r}; known: {', '.join(LEARNERS)}.")
   if rollout_budget not in ROLLOUT_BUDGETS:
     raise ValueError(f"rollout_budget must be one of {ROLLOUT_BUDGETS}; got "
                      f"{rollout_budget!r}.")
-  if not relax_temperature > 0:
-    raise ValueError(f"relax_temperature must be > 0; got "
-                     f"{relax_temperature}.")
+  for field, value in (("relax_temperature", relax_temperature),
+                       ("relax_learning_rate", relax_learning_rate)):
+    if not value > 0:
+      raise ValueError(f"{field} must be > 0; got {value}.")
   net = policy_lib.policy(env.num_actions, hidden)
   critic = policy_lib.Value(hidden=tuple(hidden))
   control_variate = policy_lib.ControlVariate(hidden=tuple(hidden))
   tx = optax.adam(learning_rate)
-  critic_tx = optax.adam(critic_learning_rate)
+  critic_tx = optax.adam(relax_learning_rate if name == "relax"
+                         else critic_learning_rate)
   apply_fn = net.apply
   dummy = jnp.zeros(env.obs_shape, jnp.float32)
 

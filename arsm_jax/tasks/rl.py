@@ -59,7 +59,12 @@ from arsm_jax.rl import learners as learners_lib
 
 Array = jax.Array
 
-_EPISODE_KEYS = ("reward", "length", "num_rollouts", "env_steps")
+_EPISODE_KEYS = ("reward", "length", "num_rollouts", "env_steps", "entropy",
+                 "eligible_fraction")
+
+
+def _episode_keys(config) -> tuple[str, ...]:
+  return _EPISODE_KEYS + (("test_reward",) if config.test_episode else ())
 # Log-variance reported for an estimate with exactly zero variance (ARSM
 # when no rollout's return differs from the episode's: no signal at all).
 LOG_VARIANCE_FLOOR = float(np.log(1e-30))
@@ -78,7 +83,8 @@ def validate_config(config) -> list[str]:
   for field in ("num_seeds", "num_episodes", "moving_average_window"):
     if config[field] < 1:
       raise ValueError(f"{field} must be >= 1; got {config[field]}.")
-  for field in ("learning_rate", "critic_learning_rate"):
+  for field in ("learning_rate", "critic_learning_rate",
+                "relax_learning_rate", "relax_temperature"):
     if not config[field] > 0:
       raise ValueError(f"{field} must be > 0; got {config[field]}.")
   if not 0.0 < config.gamma <= 1.0:
@@ -88,6 +94,10 @@ def validate_config(config) -> list[str]:
   if not 0.0 <= config.baseline_decay < 1.0:
     raise ValueError(
         f"baseline_decay must be in [0, 1); got {config.baseline_decay}.")
+  if config.rollout_budget not in learners_lib.ROLLOUT_BUDGETS:
+    raise ValueError(f"rollout_budget must be one of "
+                     f"{', '.join(learners_lib.ROLLOUT_BUDGETS)}; got "
+                     f"{config.rollout_budget!r}.")
   if config.max_rollouts < -1:
     raise ValueError(f"max_rollouts must be >= 1, or 0 / -1 for uncapped; "
                      f"got {config.max_rollouts}.")
@@ -130,7 +140,12 @@ def make_learner(name: str, config) -> learners_lib.Learner:
       max_rollouts=config.max_rollouts, hidden=tuple(config.hidden),
       critic_learning_rate=config.critic_learning_rate,
       gae_lambda=config.gae_lambda, baseline_decay=config.baseline_decay,
-      common_random_numbers=config.common_random_numbers)
+      common_random_numbers=config.common_random_numbers,
+      rollout_budget=config.rollout_budget,
+      a2c_bootstrap_truncated=config.a2c_bootstrap_truncated,
+      relax_temperature=config.relax_temperature,
+      relax_learning_rate=config.relax_learning_rate,
+      test_episode=config.test_episode)
 
 
 def moving_average(rewards: np.ndarray, window: int) -> np.ndarray:
@@ -179,10 +194,19 @@ def _config_hash(config, name: str) -> str:
   blob = {k: config[k] for k in keys}
   blob["hidden"] = list(config.hidden)
   blob["name"] = name
+  blob["test_episode"] = bool(config.test_episode)
   if name != "arsm":
     blob.pop("max_rollouts")
-  elif config.common_random_numbers:
-    blob["common_random_numbers"] = True
+  else:
+    if config.common_random_numbers:
+      blob["common_random_numbers"] = True
+    if config.rollout_budget != "unbiased":
+      blob["rollout_budget"] = config.rollout_budget
+  if name == "a2c":
+    blob["a2c_bootstrap_truncated"] = bool(config.a2c_bootstrap_truncated)
+  if name == "relax":
+    blob["relax_learning_rate"] = config.relax_learning_rate
+    blob["relax_temperature"] = config.relax_temperature
   return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
 
 
@@ -241,6 +265,16 @@ def _seed_keys(config):
       1, 0, 2)
 
 
+def _diagnostic_scalars(info) -> dict[str, Any]:
+  """Median and 10th/90th percentile over seeds of the policy diagnostics."""
+  out = {}
+  for k in ("entropy", "eligible_fraction"):
+    x = np.asarray(info[k])
+    out.update({f"{k}_median": np.median(x), f"{k}_p10": np.percentile(x, 10),
+                f"{k}_p90": np.percentile(x, 90)})
+  return out
+
+
 def _train_jax(name, config, logdir, ckpt, ckpt_path, digest):
   """All seeds of a JAX-environment learner, vmapped; one update per episode."""
   learner = make_learner(name, config)
@@ -267,7 +301,7 @@ def _train_jax(name, config, logdir, ckpt, ckpt_path, digest):
   else:
     start = 0
     states = jax.vmap(learner.init)(init_keys)
-    history = {k: [] for k in _EPISODE_KEYS}
+    history = {k: [] for k in _episode_keys(config)}
     var_history = {"episode": [], "log_grad_variance": []}
     train_seconds = 0.0
 
@@ -294,18 +328,27 @@ def _train_jax(name, config, logdir, ckpt, ckpt_path, digest):
       states, info = update(states, episode_keys(train_keys, e))
       info = jax.tree_util.tree_map(np.asarray, info)
       train_seconds += time.time() - t1
-      for k in _EPISODE_KEYS:
+      for k in history:
         history[k].append(info[k])
       recent = np.stack(history["reward"][-window:])         # [<=W, S]
       ma = recent.mean(axis=0)
-      writer.write_scalars(e + 1, {
+      scalars = {
           "reward_median": np.median(info["reward"]),
           "reward_mean": np.mean(info["reward"]),
           "moving_average_median": np.median(ma),
           "moving_average_p10": np.percentile(ma, 10),
           "moving_average_p90": np.percentile(ma, 90),
           "num_rollouts_mean": np.mean(info["num_rollouts"]),
-          "env_steps_mean": np.mean(info["env_steps"])})
+          "env_steps_mean": np.mean(info["env_steps"]),
+          **_diagnostic_scalars(info)}
+      if "test_reward" in history:
+        test_ma = np.stack(history["test_reward"][-window:]).mean(axis=0)
+        scalars.update({
+            "test_reward_median": np.median(info["test_reward"]),
+            "test_moving_average_median": np.median(test_ma),
+            "test_moving_average_p10": np.percentile(test_ma, 10),
+            "test_moving_average_p90": np.percentile(test_ma, 90)})
+      writer.write_scalars(e + 1, scalars)
       progress(e + 1, {"moving_average_median": np.median(ma)})
       if (config.checkpoint_every and (e + 1) % config.checkpoint_every == 0
           and e + 1 < num_episodes):
@@ -326,7 +369,8 @@ def _train_host(name, config, logdir, ckpt, ckpt_path, digest):
   trainer = host.HostArsm(
       config.env, learning_rate=config.learning_rate, gamma=config.gamma,
       max_rollouts=config.max_rollouts, max_steps=config.max_episode_steps,
-      hidden=tuple(config.hidden), num_workers=config.num_workers)
+      hidden=tuple(config.hidden), num_workers=config.num_workers,
+      rollout_budget=config.rollout_budget, test_episode=config.test_episode)
   init_keys, train_keys, _ = _seed_keys(config)
   num_episodes = config.num_episodes
   if ckpt is not None:
@@ -338,7 +382,7 @@ def _train_host(name, config, logdir, ckpt, ckpt_path, digest):
   try:
     for s in range(len(per_seed), config.num_seeds):
       state = trainer.init(init_keys[s])
-      hist = {k: [] for k in _EPISODE_KEYS}
+      hist = {k: [] for k in _episode_keys(config)}
       progress = writers.ProgressReporter(num_episodes,
                                           name=f"rl/{name}/seed{s}")
       for e in range(num_episodes):
@@ -349,7 +393,7 @@ def _train_host(name, config, logdir, ckpt, ckpt_path, digest):
           compile_seconds = time.time() - t0
         else:
           train_seconds += time.time() - t1
-        for k in _EPISODE_KEYS:
+        for k in hist:
           hist[k].append(info[k])
         progress(e + 1, {"reward": info["reward"]})
       per_seed.append({k: np.stack(v) for k, v in hist.items()})
@@ -360,7 +404,7 @@ def _train_host(name, config, logdir, ckpt, ckpt_path, digest):
   finally:
     trainer.close()
   history = {k: [np.stack([p[k][e] for p in per_seed])
-                 for e in range(num_episodes)] for k in _EPISODE_KEYS}
+                 for e in range(num_episodes)] for k in _episode_keys(config)}
   rewards = np.stack(history["reward"])                       # [E, S]
   ma = moving_average(rewards, config.moving_average_window)
   with writers.MetricWriter(logdir) as writer:
@@ -371,7 +415,10 @@ def _train_host(name, config, logdir, ckpt, ckpt_path, digest):
         "moving_average_p10": np.percentile(ma, 10, axis=1),
         "moving_average_p90": np.percentile(ma, 90, axis=1),
         "num_rollouts_mean": np.mean(np.stack(history["num_rollouts"]), 1),
-        "env_steps_mean": np.mean(np.stack(history["env_steps"]), 1)})
+        "env_steps_mean": np.mean(np.stack(history["env_steps"]), 1),
+        **{f"{k}_median": np.median(np.stack(history[k]), axis=1)
+           for k in ("entropy", "eligible_fraction", "test_reward")
+           if k in history}})
   var_history = {"episode": [], "log_grad_variance": []}
   return history, var_history, train_seconds, compile_seconds
 
@@ -436,7 +483,22 @@ def run_learner(name: str, config, workdir: str) -> dict[str, Any]:
       "num_seeds": num_seeds,
       "num_episodes": config.num_episodes,
       "config_hash": digest,
+      "final_entropy_median": float(np.median(curves["entropy"][-1])),
+      "final_eligible_fraction_median": float(
+          np.median(curves["eligible_fraction"][-1])),
   }
+  if "test_reward" in curves:
+    # The authors' score: one test episode of the stochastic policy after
+    # each update, with the same solved rule.
+    curves["test_moving_average"] = moving_average(curves["test_reward"],
+                                                   window)
+    test_solve = episodes_to_solve(curves["test_reward"], window, threshold)
+    result.update({
+        "test_episodes_to_solve": test_solve,
+        "median_test_episodes_to_solve": median_episodes(test_solve),
+        "num_test_solved": int(sum(v is not None for v in test_solve)),
+        "final_test_moving_average_median": float(
+            np.median(curves["test_moving_average"][-1]))})
   np.savez(os.path.join(logdir, "curves.npz"), **curves)
   writers.write_json(done_path, result)
   if os.path.exists(ckpt_path):
@@ -502,7 +564,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   os.makedirs(workdir, exist_ok=True)
   results = {name: run_learner(name, config, workdir) for name in names}
   curve_keys = ("reward", "length", "num_rollouts", "env_steps",
-                "moving_average", "variance_episode", "log_grad_variance")
+                "moving_average", "variance_episode", "log_grad_variance",
+                "entropy", "eligible_fraction")
+  if config.test_episode:
+    curve_keys += ("test_reward", "test_moving_average")
   summary = {name: {k: v for k, v in r.items()
                     if k not in curve_keys and k != "config_hash"}
              for name, r in results.items()}
