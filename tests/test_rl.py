@@ -210,8 +210,10 @@ def test_lunarlander_tiny_run(tmp_path):
   assert curves["reward"].shape == (2, 2)
   assert np.all(curves["num_rollouts"] <= config.max_rollouts)
   assert np.all(curves["env_steps"] >= curves["length"])
-  config.learner = "arsm,a2c"
-  with pytest.raises(ValueError, match="only the arsm"):
+  config.learner = "arsm,a2c,relax"
+  assert rl.validate_config(config) == ["arsm", "a2c", "relax"]
+  config.common_random_numbers = True
+  with pytest.raises(ValueError, match="common_random_numbers"):
     rl.validate_config(config)
 
 

@@ -287,3 +287,27 @@ def test_short_cartpole_run_improves_reward(name, episodes):
   # the first ten and 25 steps more (measured: a2c 21 -> 70, reinforce_ma
   # 21 -> 93, relax 20 -> 59).
   assert last > 2 * first and last > first + 25, (first, last)
+
+
+@pytest.mark.slow
+def test_host_batch_runs_a2c_and_relax_on_lunarlander():
+  host = pytest.importorskip("arsm_jax.rl.host")
+  pytest.importorskip("Box2D")
+  keys = jax.random.split(jax.random.PRNGKey(0), 2)
+  for name in ("a2c", "relax"):
+    trainer = host.HostBatch("LunarLander-v3", name, max_steps=30,
+                             test_episode=True, learning_rate=0.03,
+                             gamma=0.99)
+    learner = trainer.learner
+    states = jax.vmap(learner.init)(keys)
+    before = states.params
+    states, info = trainer.update(states, keys)
+    trainer.close()
+    assert info["reward"].shape == info["test_reward"].shape == (2,)
+    assert np.all((info["length"] >= 1) & (info["length"] <= 30))
+    assert np.all(info["num_rollouts"] == 0)
+    assert np.all(np.isfinite(info["entropy"]))
+    moved = [np.max(np.abs(np.asarray(a) - np.asarray(b)))
+             for a, b in zip(jax.tree_util.tree_leaves(states.params),
+                             jax.tree_util.tree_leaves(before))]
+    assert max(moved) > 0

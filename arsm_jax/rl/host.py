@@ -271,3 +271,114 @@ class HostArsm:
       info["test_reward"] = np.asarray(
           np.sum(test["rewards"][:test["length"]], dtype=np.float32))
     return state, info
+
+
+def collect_job(job) -> dict[str, Any]:
+  """:func:`collect` from one tuple (for a process pool)."""
+  return collect(*job)
+
+
+class HostBatch:
+  """The learners without rollouts (a2c, relax, reinforce_ma) on a host
+  simulator, all seeds per update.
+
+  Each update collects one episode per seed on the host (the seeds'
+  episodes spread over ``num_workers`` processes), pads them into
+  :class:`~arsm_jax.rl.learners.Episode` buffers of the step cap, and applies
+  the learner's ``update_from_episode`` to all seeds at once (jitted and
+  ``vmap``-ped). The same interface as a jitted, vmapped
+  :attr:`~arsm_jax.rl.learners.Learner.update`: ``update(states, keys)``
+  with per-seed keys ``[S, 2]``.
+
+  Args:
+    name: environment id (a key of :data:`HOST_ENVS`).
+    learner: ``'a2c'``, ``'relax'`` or ``'reinforce_ma'``.
+    max_steps: step cap (0 = the environment's).
+    num_workers: worker processes for the episodes (1 = in this process).
+    test_episode: also run one episode of each updated policy and report
+      its reward as ``test_reward``.
+    **kwargs: the other arguments of
+      :func:`~arsm_jax.rl.learners.make_learner`.
+  """
+
+  def __init__(self, name: str, learner: str, *, max_steps: int = 0,
+               num_workers: int = 1, test_episode: bool = False, **kwargs):
+    if name not in HOST_ENVS:
+      raise ValueError(f"Unsupported host environment {name!r}; supported: "
+                       f"{', '.join(HOST_ENVS)}.")
+    if learner == "arsm":
+      raise ValueError("arsm on a host simulator needs replayed rollouts: "
+                       "use HostArsm.")
+    self.name = name
+    self.max_steps = max_steps or HOST_ENVS[name][0]
+    env = _make(name)
+    self.num_actions = int(env.action_space.n)
+    self.obs_shape = tuple(env.observation_space.shape)
+    self.test_episode = test_episode
+
+    def no_jax_env(*args):
+      raise NotImplementedError(f"{name} is simulated on the host.")
+
+    jax_env = envs.JaxEnv(name=name, num_actions=self.num_actions,
+                          obs_shape=self.obs_shape, max_steps=self.max_steps,
+                          solved_threshold=HOST_ENVS[name][1],
+                          reset=no_jax_env, step=no_jax_env)
+    self.learner = learners.make_learner(learner, jax_env, **kwargs)
+    gamma = kwargs["gamma"]
+    self._pool: Optional[concurrent.futures.Executor] = None
+    if num_workers > 1:
+      self._pool = concurrent.futures.ProcessPoolExecutor(
+          num_workers, mp_context=multiprocessing.get_context("spawn"))
+
+    def episode(arrays):
+      mask = jnp.arange(self.max_steps) < arrays["length"]
+      return learners.Episode(
+          obs=arrays["obs"], states=jnp.zeros((self.max_steps,)),
+          actions=arrays["actions"], rewards=arrays["rewards"],
+          pi=arrays["pi"], log_pi=arrays["log_pi"], logits=arrays["logits"],
+          mask=mask,
+          returns=learners.discounted_returns(arrays["rewards"], mask, gamma),
+          length=jnp.asarray(arrays["length"], jnp.int32),
+          final_obs=arrays["final_obs"],
+          terminated=jnp.asarray(arrays["terminated"], bool))
+
+    def update(states, arrays, keys):
+      eps = jax.vmap(episode)(arrays)
+      return jax.vmap(self.learner.update_from_episode)(states, eps, keys)
+
+    self._update = jax.jit(update)
+    self.init = jax.jit(jax.vmap(self.learner.init))
+
+  def close(self):
+    if self._pool is not None:
+      self._pool.shutdown()
+
+  def _collect(self, params, keys) -> list[dict[str, Any]]:
+    """One host episode per seed from per-seed keys ``[S, 2]``."""
+    seeds = np.asarray(jax.vmap(
+        lambda k: jax.random.randint(k, (2,), 0, 2**31 - 1))(keys))
+    jobs = []
+    for s in range(seeds.shape[0]):
+      layers = numpy_params(jax.tree_util.tree_map(lambda x, s=s: x[s],
+                                                   params))
+      jobs.append((self.name, layers, int(seeds[s, 0]), int(seeds[s, 1]),
+                   self.max_steps))
+    if self._pool is not None and len(jobs) > 1:
+      return list(self._pool.map(collect_job, jobs))
+    return [collect_job(job) for job in jobs]
+
+  def update(self, states: learners.TrainState,
+             keys) -> tuple[learners.TrainState, dict[str, Any]]:
+    """One training episode per seed; ``info`` holds ``[S]`` arrays."""
+    k_ep, k_aux = jnp.moveaxis(jax.vmap(jax.random.split)(keys), 1, 0)
+    episodes = self._collect(states.params, k_ep)
+    arrays = {k: np.stack([np.asarray(ep[k]) for ep in episodes])
+              for k in episodes[0]}
+    states, info = self._update(states, arrays, k_aux)
+    info = {k: np.asarray(v) for k, v in info.items()}
+    if self.test_episode:
+      tests = self._collect(states.params,
+                            jax.vmap(learners.test_episode_key)(keys))
+      info["test_reward"] = np.asarray(
+          [np.sum(t["rewards"][:t["length"]]) for t in tests], np.float32)
+    return states, info

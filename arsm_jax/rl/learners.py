@@ -695,8 +695,20 @@ def relax_policy_gradient(env: envs_lib.JaxEnv, apply_fn: ApplyFn,
   """
   k_ep, k_cond = jax.random.split(key)
   ep = collect_episode(env, apply_fn, params, k_ep, gamma)
+  return relax_episode_gradient(apply_fn, cv_fn, params, cv_params, ep,
+                                k_cond)
+
+
+def relax_episode_gradient(apply_fn: ApplyFn,
+                           cv_fn: Callable[[Any, Array, Array], Array], params,
+                           cv_params: RelaxParams, ep: Episode, key
+                           ) -> tuple[Any, RelaxParams, dict[str, Array]]:
+  r""":func:`relax_policy_gradient` from a collected episode.
+
+  ``key`` draws the conditional relaxations :math:`\tilde z_t`.
+  """
   num_steps = ep.mask.shape[0]
-  cond_keys = jax.random.split(k_cond, num_steps)
+  cond_keys = jax.random.split(key, num_steps)
   mask = ep.mask.astype(jnp.float32)
   returns = jnp.where(ep.mask, ep.returns, 0.0)
 
@@ -764,6 +776,10 @@ class Learner:
     update: ``update(state, key) -> (state, info)``: one training episode
       (with ``test_episode``, ``info`` adds ``test_reward``, the reward of
       one fresh episode of the updated stochastic policy).
+    update_from_episode: ``update_from_episode(state, episode, key) ->
+      (state, info)``: the update from an episode collected elsewhere (a
+      host simulator); ``key`` is RELAX's key for the conditional
+      relaxations. None for ``arsm``, which needs rollouts.
   """
 
   name: str
@@ -771,6 +787,8 @@ class Learner:
   init: Callable[[Array], TrainState]
   estimate: Callable[[TrainState, Array], tuple[Any, dict[str, Array]]]
   update: Callable[[TrainState, Array], tuple[TrainState, dict[str, Array]]]
+  update_from_episode: Optional[Callable[
+      [TrainState, Episode, Array], tuple[TrainState, dict[str, Array]]]] = None
 
 
 # fold_in data of the test episode's key, out of the range of the training
@@ -870,11 +888,19 @@ def make_learner(name: str, env: envs_lib.JaxEnv, *, learning_rate: float,
                                          rollout_budget=rollout_budget)
       return grads, info, None
     if name == "relax":
-      grads, cv_grads, info = relax_policy_gradient(
-          env, apply_fn, control_variate.apply, state.params,
-          state.critic_params, key, gamma=gamma)
-      return grads, info, cv_grads
+      k_ep, k_cond = jax.random.split(key)
+      ep = collect_episode(env, apply_fn, state.params, k_ep, gamma)
+      return episode_estimate(state, ep, k_cond)
     ep = collect_episode(env, apply_fn, state.params, key, gamma)
+    return episode_estimate(state, ep, key)
+
+  def episode_estimate(state, ep, key):
+    """The gradient of a learner without rollouts from a given episode."""
+    if name == "relax":
+      grads, cv_grads, info = relax_episode_gradient(
+          apply_fn, control_variate.apply, state.params, state.critic_params,
+          ep, key)
+      return grads, info, cv_grads
     info = _episode_info(ep)
     if name == "a2c":
 
@@ -903,8 +929,7 @@ def make_learner(name: str, env: envs_lib.JaxEnv, *, learning_rate: float,
     grads, info, _ = estimate_and_aux(state, key)
     return grads, info
 
-  def update(state, key):
-    grads, info, aux = estimate_and_aux(state, key)
+  def apply_update(state, grads, aux):
     new = ascend(state, grads)
     if name in ("a2c", "relax"):
       updates, copt = critic_tx.update(aux, state.critic_opt_state,
@@ -915,11 +940,22 @@ def make_learner(name: str, env: envs_lib.JaxEnv, *, learning_rate: float,
     elif name == "reinforce_ma":
       new = new._replace(baseline=baseline_decay * state.baseline
                          + (1.0 - baseline_decay) * aux)
+    return new
+
+  def update(state, key):
+    grads, info, aux = estimate_and_aux(state, key)
+    new = apply_update(state, grads, aux)
     if test_episode:
       test = collect_episode(env, apply_fn, new.params, test_episode_key(key),
                              gamma)
       info = {**info, "test_reward": jnp.sum(test.rewards)}
     return new, info
 
+  def update_from_episode(state, ep, key):
+    grads, info, aux = episode_estimate(state, ep, key)
+    return apply_update(state, grads, aux), info
+
   return Learner(name=name, env=env, init=init, estimate=estimate,
-                 update=update)
+                 update=update,
+                 update_from_episode=(None if name == "arsm"
+                                      else update_from_episode))

@@ -38,6 +38,7 @@ such e, ``null`` when never reached.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -116,10 +117,6 @@ def validate_config(config) -> list[str]:
   if config.num_workers < 1:
     raise ValueError(f"num_workers must be >= 1; got {config.num_workers}.")
   if config.env in envs.HOST_ENVS:
-    names = learner_list(config)
-    if names != ["arsm"]:
-      raise ValueError(f"{config.env} runs on the host, where only the arsm "
-                       f"learner is implemented; got learner={names}.")
     if config.common_random_numbers:
       raise ValueError("common_random_numbers is not implemented for "
                        f"{config.env}.")
@@ -133,10 +130,9 @@ def validate_config(config) -> list[str]:
   return learner_list(config)
 
 
-def make_learner(name: str, config) -> learners_lib.Learner:
-  env = envs.make(config.env, config.max_episode_steps)
-  return learners_lib.make_learner(
-      name, env, learning_rate=config.learning_rate, gamma=config.gamma,
+def _learner_kwargs(config) -> dict[str, Any]:
+  return dict(
+      learning_rate=config.learning_rate, gamma=config.gamma,
       max_rollouts=config.max_rollouts, hidden=tuple(config.hidden),
       critic_learning_rate=config.critic_learning_rate,
       gae_lambda=config.gae_lambda, baseline_decay=config.baseline_decay,
@@ -144,8 +140,13 @@ def make_learner(name: str, config) -> learners_lib.Learner:
       rollout_budget=config.rollout_budget,
       a2c_bootstrap_truncated=config.a2c_bootstrap_truncated,
       relax_temperature=config.relax_temperature,
-      relax_learning_rate=config.relax_learning_rate,
-      test_episode=config.test_episode)
+      relax_learning_rate=config.relax_learning_rate)
+
+
+def make_learner(name: str, config) -> learners_lib.Learner:
+  env = envs.make(config.env, config.max_episode_steps)
+  return learners_lib.make_learner(name, env, test_episode=config.test_episode,
+                                   **_learner_kwargs(config))
 
 
 def moving_average(rewards: np.ndarray, window: int) -> np.ndarray:
@@ -276,14 +277,28 @@ def _diagnostic_scalars(info) -> dict[str, Any]:
 
 
 def _train_jax(name, config, logdir, ckpt, ckpt_path, digest):
-  """All seeds of a JAX-environment learner, vmapped; one update per episode."""
-  learner = make_learner(name, config)
+  """All seeds of a learner, vmapped; one update per episode.
+
+  On a host simulator (learners without rollouts) the episodes are collected
+  on the host and only the updates are vmapped (:class:`host.HostBatch`).
+  """
   num_episodes = config.num_episodes
   init_keys, train_keys, var_keys = _seed_keys(config)
-
-  update = jax.jit(jax.vmap(learner.update))
-  variance = (_grad_log_variance(learner, config.variance_draws)
-              if config.variance_every else None)
+  trainer = None
+  if config.env in envs.HOST_ENVS:
+    from arsm_jax.rl import host  # pylint: disable=g-import-not-at-top
+    trainer = host.HostBatch(config.env, name,
+                             max_steps=config.max_episode_steps,
+                             num_workers=config.num_workers,
+                             test_episode=config.test_episode,
+                             **_learner_kwargs(config))
+    learner = trainer.learner
+    update, variance = trainer.update, None
+  else:
+    learner = make_learner(name, config)
+    update = jax.jit(jax.vmap(learner.update))
+    variance = (_grad_log_variance(learner, config.variance_draws)
+                if config.variance_every else None)
 
   def episode_keys(keys, e):
     return jax.vmap(lambda k: jax.random.fold_in(k, e))(keys)
@@ -306,7 +321,8 @@ def _train_jax(name, config, logdir, ckpt, ckpt_path, digest):
     train_seconds = 0.0
 
   t0 = time.time()
-  update = update.lower(states, train_keys).compile()
+  if trainer is None:
+    update = update.lower(states, train_keys).compile()
   if variance is not None:
     variance = variance.lower(states, var_keys).compile()
   compile_seconds = time.time() - t0
@@ -314,7 +330,10 @@ def _train_jax(name, config, logdir, ckpt, ckpt_path, digest):
   window = config.moving_average_window
   progress = writers.ProgressReporter(num_episodes, name=f"rl/{name}",
                                       first_step=start)
-  with writers.MetricWriter(logdir) as writer:
+  with contextlib.ExitStack() as stack:
+    if trainer is not None:
+      stack.callback(trainer.close)
+    writer = stack.enter_context(writers.MetricWriter(logdir))
     for e in range(start, num_episodes):
       if variance is not None and e % config.variance_every == 0:
         lv = np.asarray(variance(states, episode_keys(var_keys, e)))
@@ -444,14 +463,14 @@ def run_learner(name: str, config, workdir: str) -> dict[str, Any]:
     shutil.rmtree(logdir)
   os.makedirs(logdir, exist_ok=True)
 
-  if config.env in envs.HOST_ENVS:
+  if config.env in envs.HOST_ENVS and name == "arsm":
     history, var_history, train_seconds, compile_seconds = _train_host(
         name, config, logdir, ckpt, ckpt_path, digest)
-    threshold = envs.HOST_ENVS[config.env][1]
   else:
     history, var_history, train_seconds, compile_seconds = _train_jax(
         name, config, logdir, ckpt, ckpt_path, digest)
-    threshold = envs.make(config.env).solved_threshold
+  threshold = (envs.HOST_ENVS[config.env][1] if config.env in envs.HOST_ENVS
+               else envs.make(config.env).solved_threshold)
   num_seeds = config.num_seeds
   window = config.moving_average_window
 
