@@ -17,10 +17,12 @@ it ARSM's rollouts and the variance measurements). Presets:
 ``cartpole`` (the default), ``cartpole_arsm``, ``cartpole_a2c``,
 ``cartpole_relax``, ``cartpole_authors`` (ARSM with the authors' rollout
 budget rule and 3000-step cap), the same five for ``acrobot``,
-``lunarlander`` (ARSM only, rollouts by
+``lunarlander`` (ARSM, seeds one after another, rollouts by
 replay on the host: about 0.3 s per episode while the lander crashes within
 ~100 steps, and up to ~16,000 replayed and rolled-out steps per episode once
-it survives 1,000 steps), ``tiny`` (a few short CartPole episodes, for
+it survives 1,000 steps; ``--config.learner=a2c,relax`` collect one host
+episode per seed over the worker processes and update all seeds at once),
+``tiny`` (a few short CartPole episodes, for
 tests).
 """
 
@@ -31,7 +33,7 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.experiment = "rl"
   # Environment: 'CartPole-v1' or 'Acrobot-v1' (gymnax), or 'LunarLander-v3'
-  # (gymnasium + Box2D on the host: arsm only, variance_every = 0).
+  # (gymnasium + Box2D on the host, variance_every = 0).
   config.env = "CartPole-v1"
   # Comma-separated learners, run one after the other: arsm, a2c,
   # reinforce_ma, relax.
@@ -88,7 +90,8 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
   config.moving_average_window = 100
   # Save a resumable checkpoint every this many episodes (0 = only results).
   config.checkpoint_every = 100
-  # Worker processes for the host rollouts (LunarLander only).
+  # Worker processes for the host rollouts (arsm) or the seeds' episodes
+  # (other learners); LunarLander only.
   config.num_workers = 1
   # Seed of seed 0; run i uses fold_in(PRNGKey(seed), i).
   config.seed = 0

@@ -1,4 +1,8 @@
-r"""ARSM for a simulator outside JAX: LunarLander (gymnasium, Box2D).
+r"""Learners on a simulator outside JAX: LunarLander (gymnasium, Box2D).
+
+ARSM (:class:`HostArsm`) reaches visited states by replay, below; the
+learners without rollouts (:class:`HostBatch`) only collect episodes on the
+host.
 
 A Box2D world cannot be copied, so a visited state is reached again the way
 the authors did it: reset with the episode's seed and replay the action

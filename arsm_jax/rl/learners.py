@@ -1,4 +1,5 @@
-r"""Policy-gradient learners: ARSM with counterfactual rollouts, A2C, REINFORCE.
+r"""Policy-gradient learners: ARSM with counterfactual rollouts, A2C, RELAX,
+REINFORCE.
 
 All learners maximise the expected discounted return of an episode. One
 episode is collected per update with a fixed-capacity ``lax.while_loop``
@@ -44,21 +45,43 @@ reweighting keeps the estimate unbiased (the tabular-MDP test checks it with
 the cap binding); it adds variance when the cap binds. With ``R <= 0``
 (uncapped) every eligible step gets its rollouts. For CartPole (C = 2) the
 cap is exactly R rollouts, i.e. 16 as published; for Acrobot (C = 3) it is 8
-steps, at most 16 rollouts.
+steps, at most 16 rollouts. This is ``rollout_budget="unbiased"``.
+
+**The authors' budget rule** (``rollout_budget="authors"``): the eligible
+steps are visited in a uniformly random order and each is taken, with all of
+its rollouts, while the rollouts used so far plus its own still fit in R;
+the first step that does not fit ends the walk. The other steps get zero
+gradient and nothing is reweighted, so when the cap binds the estimate is
+biased (scaled down by about S/N, more for the steps of long episodes) and
+has lower variance. For C = 2 it takes the same steps as the unbiased rule,
+without the ``N / S`` weight; for C = 3 it takes between R/2 and R steps.
 
 **A2C**: advantage actor-critic, a learned value function :math:`V` (a
 separate MLP of the same shape), advantages by GAE(:math:`\lambda`) over the
 episode, critic regressed onto :math:`\hat A_t + V(s_t)`. With
 :math:`\lambda = 1` the advantage is the Monte-Carlo return minus
-:math:`V(s_t)`.
+:math:`V(s_t)`. An episode cut by the step cap (not terminated) bootstraps
+from :math:`V(s_T)` at its last state (``a2c_bootstrap_truncated``), since
+the critic does not see the time.
+
+**RELAX** (``relax``, Grathwohl et al. 2018): the score function with a
+learned, action-dependent control variate :math:`c_\varphi(s, z)` of the
+state and the relaxed action, made unbiased by its reparameterised
+correction; :math:`\varphi` minimises the estimator's variance with its own
+Adam (see :func:`relax_policy_gradient`).
 
 **REINFORCE with a moving-average baseline** (``reinforce_ma``): score
 function with advantage :math:`G_t - b`, where b is an exponential moving
 average of the per-episode mean return-to-go.
 
 Episode-end conventions: the step cap is a time limit that belongs to the
-state (rollouts from step t stop at the same cap), and returns are not
-bootstrapped beyond it, so Q and V are those of the finite-horizon problem.
+state (rollouts from step t stop at the same cap), and ARSM's and the score
+function learners' returns are not bootstrapped beyond it, so their Q is
+that of the finite-horizon problem; only A2C's critic bootstraps at the cap.
+
+Diagnostics in every learner's ``info``: the mean policy entropy over the
+episode's steps and the fraction of its steps with a pseudo action that
+differs from the action (:func:`episode_diagnostics`).
 """
 
 from __future__ import annotations

@@ -25,10 +25,16 @@ same command is repeated with the same config; an unfinished one resumes
 from its last checkpoint (``checkpoint.pkl``, every ``checkpoint_every``
 episodes).
 
-LunarLander-v3 (gymnasium, Box2D) runs outside JAX: seeds one after the
-other, ARSM only, rollouts by replay on the host (:mod:`arsm_jax.rl.host`),
-no variance measurement; ``env_steps`` then also counts the replayed prefix
-steps.
+LunarLander-v3 (gymnasium, Box2D) runs outside JAX (:mod:`arsm_jax.rl.host`),
+with no variance measurement: ARSM seeds one after the other, rollouts by
+replay (``env_steps`` then also counts the replayed prefix steps); the
+learners without rollouts collect one host episode per seed and update all
+seeds at once.
+
+Per episode every learner also logs the policy's mean entropy and the
+fraction of steps with a pseudo action that differs from the action, and
+(``test_episode``) the reward of one test episode of the updated stochastic
+policy (the authors' score), with its own episodes to solve.
 
 Solved (gym's rule): episode e >= W counts as solved when the mean reward of
 episodes e-W+1..e is at least the threshold (CartPole-v1: 475, Acrobot-v1:
