@@ -52,9 +52,10 @@ steps are visited in a uniformly random order and each is taken, with all of
 its rollouts, while the rollouts used so far plus its own still fit in R;
 the first step that does not fit ends the walk. The other steps get zero
 gradient and nothing is reweighted, so when the cap binds the estimate is
-biased (scaled down by about S/N, more for the steps of long episodes) and
-has lower variance. For C = 2 it takes the same steps as the unbiased rule,
-without the ``N / S`` weight; for C = 3 it takes between R/2 and R steps.
+biased (each eligible step's expected contribution is scaled by k/N for k
+steps taken, so long episodes count less) and has lower variance. For C = 2
+it takes the same steps as the unbiased rule, without the ``N / S`` weight;
+for C = 3 it takes up to R steps (at least R/2 when that many are eligible).
 
 **A2C**: advantage actor-critic, a learned value function :math:`V` (a
 separate MLP of the same shape), advantages by GAE(:math:`\lambda`) over the
