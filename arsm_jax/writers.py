@@ -8,16 +8,23 @@ them in two places under the workdir:
   lines=True)``;
 * TensorBoard event files (through tensorboardX), for ``tensorboard --logdir``.
 
+``metrics.jsonl`` is flushed at every row; call :meth:`MetricWriter.flush`
+before saving a checkpoint so the TensorBoard events are on disk too.
+:mod:`arsm_jax.runs` cuts both back to a restored step on resume. The atomic
+file writers (:func:`write_json`, :func:`write_npz`) live here as well.
+
 :class:`ProgressReporter` logs steps/s and the time left for long loops.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
+import tempfile
 import time
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
 from absl import logging
 import numpy as np
@@ -37,6 +44,8 @@ class MetricWriter:
     tensorboard: also write TensorBoard event files.
   """
 
+  _opened = 0
+
   def __init__(self, logdir: str, tensorboard: bool = True):
     os.makedirs(logdir, exist_ok=True)
     self.logdir = logdir
@@ -45,7 +54,12 @@ class MetricWriter:
     if tensorboard:
       try:
         from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
-        self._tb = SummaryWriter(logdir=logdir, flush_secs=30)
+        # A suffix unique to this writer: two writers opened in the same
+        # second (a quick resume) must not share one event file.
+        MetricWriter._opened += 1
+        self._tb = SummaryWriter(
+            logdir=logdir, flush_secs=30,
+            filename_suffix=f".{os.getpid()}.{MetricWriter._opened}")
       except ImportError:
         logging.warning("tensorboardX is not installed: writing only %s.",
                         METRICS_FILE)
@@ -56,6 +70,9 @@ class MetricWriter:
     record.update({k: (v if math.isfinite(v) else str(v))
                    for k, v in values.items()})
     self._jsonl.write(json.dumps(record) + "\n")
+    # Every row reaches the file at once: a kill loses no row that was
+    # logged before the checkpoint the run resumes from.
+    self._jsonl.flush()
     if self._tb is not None:
       for k, v in values.items():
         self._tb.add_scalar(k, v, int(step))
@@ -135,33 +152,49 @@ def _fmt_secs(secs: float) -> str:
   return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
 
 
-def load_finished(logdir: str, config_hash: str) -> Optional[dict[str, Any]]:
-  """A finished run's saved result, if it was made with the same config.
+# ----------------------------------------------------------------------------
+# Atomic files: a kill at any moment leaves the old file or the new one.
 
-  Reads ``<logdir>/result.json`` and, when its ``config_hash`` matches, adds
-  the arrays of ``<logdir>/curves.npz``. Returns ``None`` otherwise.
-  """
-  done_path = os.path.join(logdir, "result.json")
-  if not os.path.exists(done_path):
-    return None
-  with open(done_path) as fh:
-    saved = json.load(fh)
-  if saved.get("config_hash") != config_hash:
-    return None
-  arrays = np.load(os.path.join(logdir, "curves.npz"))
-  saved.update({k: arrays[k] for k in arrays.files})
-  return saved
+
+def atomic_write(path: str, write: Callable[[Any], None], mode: str) -> None:
+  """Calls ``write(fh)`` on a temporary file beside ``path``, then renames it."""
+  directory = os.path.dirname(os.path.abspath(path))
+  os.makedirs(directory, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-",
+                             suffix=os.path.basename(path))
+  try:
+    with os.fdopen(fd, mode) as fh:
+      write(fh)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
 
 
 def write_json(path: str, obj: Any) -> None:
-  """Writes JSON atomically (write to a temporary file, then rename)."""
-  tmp = path + ".tmp"
-  with open(tmp, "w") as fh:
-    json.dump(obj, fh, indent=2, sort_keys=True, default=_json_default)
-  os.replace(tmp, path)
+  """Writes ``obj`` as JSON atomically (temporary file, then rename)."""
+  atomic_write(path, lambda fh: json.dump(
+      obj, fh, indent=2, sort_keys=True, default=json_default), "w")
 
 
-def _json_default(obj):
+def write_bytes(path: str, data: bytes) -> None:
+  """Writes ``data`` atomically."""
+  atomic_write(path, lambda fh: fh.write(data), "wb")
+
+
+def write_npz(path: str, arrays: Mapping[str, Any]) -> None:
+  """Writes ``np.savez`` of ``arrays`` atomically."""
+  buf = io.BytesIO()
+  np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})
+  write_bytes(path, buf.getvalue())
+
+
+def json_default(obj):
+  """``json.dump``'s ``default``: numpy values and tuples as lists/numbers."""
   if isinstance(obj, (np.generic, np.ndarray)):
     return obj.tolist()
+  if isinstance(obj, tuple):
+    return list(obj)
   raise TypeError(f"Not JSON serialisable: {type(obj).__name__}")

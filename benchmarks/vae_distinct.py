@@ -22,6 +22,7 @@ import numpy as np
 
 from arsm_jax import data as data_lib
 from arsm_jax import estimators
+from arsm_jax import runs
 from arsm_jax.estimators import swap
 from arsm_jax.tasks import vae
 from ml_collections import config_flags
@@ -56,11 +57,10 @@ def main(argv):
   est = vae.validate_config(config)
   model, objective, tx = vae._build(config, est)  # pylint: disable=protected-access
   fresh = vae.init_state(config, model, tx, est, jax.random.PRNGKey(0))
-  manager = vae._checkpoint_manager(_WORKDIR.value, 2)  # pylint: disable=protected-access
-  step = manager.latest_step()
-  if step is None:
-    raise ValueError(f"No checkpoint in {_WORKDIR.value}/checkpoints.")
-  trained = vae._restore(manager, fresh)  # pylint: disable=protected-access
+  trained, step = runs.Checkpoints(_WORKDIR.value, 2, name="vae").restore(
+      fresh)
+  if not step:
+    raise ValueError(f"No readable checkpoint in {_WORKDIR.value}/checkpoints.")
   images = vae.load_data(config)["train"][:_NUM.value]
   x = data_lib.binarize(jnp.asarray(images), config.binarization, None)
   max_pairs = config.num_categories * (config.num_categories - 1) // 2 + 1

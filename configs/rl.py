@@ -97,6 +97,8 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
   config.seed = 0
   # Draw rl.png at the end.
   config.plot = True
+  # True empties the workdir's run of each learner and starts it again.
+  config.fresh = False
 
   env_presets = {"cartpole": "CartPole-v1", "acrobot": "Acrobot-v1"}
   env_part, _, learner_part = preset.partition("_")

@@ -53,6 +53,9 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
   config.seed = 0
   # Draw toy.png at the end.
   config.plot = True
+  # True: delete the saved results of the estimators being run and run them
+  # again; without it a rerun under a different config is refused.
+  config.fresh = False
 
   if preset == "quick":
     config.num_iterations = 500

@@ -15,7 +15,7 @@ Gradient estimators for categorical variables in JAX. This notebook:
 3. trains a tiny categorical model with `arsm_jax.expectation` inside `jax.grad`,
 4. launches the toy experiment of the ARSM paper through `train_and_evaluate`.
 
-It needs only the README's set-up (`bash scripts/setup.sh`) and runs in about a minute on a laptop CPU."""),
+It needs `pip install 'arsm_jax[experiments]'` (or the README's set-up, `bash scripts/setup.sh`) and runs in about a minute on a laptop CPU, from any directory."""),
     ("code", """import os, tempfile
 import jax, jax.numpy as jnp, numpy as np, optax
 import matplotlib.pyplot as plt
@@ -89,17 +89,14 @@ assert np.mean(losses[-20:]) < 0.8 * np.mean(losses[:20])
 plt.figure(figsize=(6, 3)); plt.plot(losses); plt.xlabel("step"); plt.ylabel("reconstruction loss"); plt.show()"""),
     ("md", """## 4. The toy experiment from a notebook
 
-The same code path as `python experiments/main.py --config=configs/toy.py --workdir=...`, on a smaller setting (C = R = 10, 1,000 iterations) so that it runs in seconds."""),
-    ("code", """import sys
-sys.path.insert(0, os.path.abspath(".."))   # the repository root, for `configs`
-from configs import toy as toy_config
-from arsm_jax.tasks import toy
+The same code path as `python experiments/main.py --config=configs/toy.py --workdir=...` (`arsm_jax.experiments` finds the configs by name, from any directory), on a smaller setting (C = R = 10, 1,000 iterations) so that it runs in seconds."""),
+    ("code", """from arsm_jax import experiments       # needs the [experiments] extra
 
-config = toy_config.get_config()
+config = experiments.get_config("toy")     # configs/toy.py; "toy:quick" picks a preset
 config.num_categories, config.reward_scale, config.num_iterations = 10, 10.0, 1000
 config.estimators = "exact,reinforce,ar,arsm"
 workdir = tempfile.mkdtemp(prefix="toy_")
-result = toy.train_and_evaluate(config, workdir)
+result = experiments.train_and_evaluate(config, workdir)
 for name, s in result["summary"].items():
     print(f"{name:10s} expected reward {s['final_expected_reward']:.4f} (optimum {result['optimum']:.4f})")
 from IPython.display import Image, display

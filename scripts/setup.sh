@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Creates (or updates) the virtual environment .venv with the pinned
-# requirements and arsm_jax installed in editable mode. Idempotent.
+# requirements (the core, every extra, the test, docs and release tools) and
+# arsm_jax installed in editable mode. Idempotent. Serves both README
+# commands:
+#   bash scripts/setup.sh && .venv/bin/python experiments/main.py --config=configs/toy.py --workdir=runs/toy
+#   bash scripts/setup.sh && .venv/bin/python -m pytest -q tests
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${VENV:-.venv}"

@@ -51,7 +51,8 @@ def test_train_and_evaluate_writes_summary_metrics_and_figure(tmp_path):
   assert result["curves"]["arsm"]["expected_reward"].shape == (200,)
 
 
-def test_rerun_loads_saved_results_and_changed_config_reruns(tmp_path):
+def test_rerun_loads_saved_results_and_changed_config_refuses_or_reruns(
+    tmp_path):
   workdir = str(tmp_path)
   config = small_config(estimators="arsm", plot=False)
   first = toy.train_and_evaluate(config, workdir)
@@ -62,6 +63,20 @@ def test_rerun_loads_saved_results_and_changed_config_reruns(tmp_path):
   np.testing.assert_array_equal(first["curves"]["arsm"]["expected_reward"],
                                 second["curves"]["arsm"]["expected_reward"])
   config.seed = 1
+  # A different config is refused, naming the field and both values...
+  with pytest.raises(ValueError, match=r"different config \(seed: saved 0, "
+                     r"now 1\).*config.fresh=True"):
+    toy.train_and_evaluate(config, workdir)
+  assert os.path.getmtime(done) == stamp
+  # ...the plot and another estimator's settings are not part of the run...
+  config.seed = 0
+  config.plot = True
+  config.learning_rates.ar = 0.1
+  toy.train_and_evaluate(config, workdir)
+  assert os.path.getmtime(done) == stamp
+  # ...and config.fresh starts the run again under the new config.
+  config.seed = 1
+  config.fresh = True
   toy.train_and_evaluate(config, workdir)
   assert os.path.getmtime(done) != stamp
 

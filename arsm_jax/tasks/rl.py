@@ -20,10 +20,16 @@ median, env steps/s, ...); per learner a folder ``<name>/`` with
 percentile moving average, mean rollouts; the log gradient variance at the
 measurement episodes, floored at ``LOG_VARIANCE_FLOOR`` = log(1e-30) when the
 estimate is exactly constant), TensorBoard events, ``curves.npz`` (per-seed
-arrays) and ``result.json``; ``rl.png``. A finished learner is not rerun when the
-same command is repeated with the same config; an unfinished one resumes
-from its last checkpoint (``checkpoint.pkl``, every ``checkpoint_every``
-episodes).
+arrays), ``config.json`` (what identifies the learner's run) and
+``result.json``; ``rl.png``. The lifecycle is :mod:`arsm_jax.runs`. A finished
+learner is not rerun when the same command is repeated with the same config;
+an unfinished one resumes from its newest readable orbax checkpoint
+(``checkpoints/``, every ``checkpoint_every`` episodes; a damaged one is
+reported and skipped) and ends with the curves of an uninterrupted run. A
+learner's run is identified by the whole config except ``RESUMABLE_FIELDS``
+and the fields only other learners use (``LEARNER_FIELDS``): under any other
+change the rerun is refused, naming the differing fields, unless
+``config.fresh`` is set (the learner's folder is emptied and it runs again).
 
 LunarLander-v3 (gymnasium, Box2D) runs outside JAX (:mod:`arsm_jax.rl.host`),
 with no variance measurement: ARSM seeds one after the other, rollouts by
@@ -45,11 +51,7 @@ such e, ``null`` when never reached.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import os
-import pickle
-import shutil
 import time
 from typing import Any
 
@@ -59,84 +61,84 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from arsm_jax import config_checks as checks
 from arsm_jax import envs
-from arsm_jax import tasks
+from arsm_jax import runs
 from arsm_jax import writers
 from arsm_jax.rl import learners as learners_lib
 
 Array = jax.Array
 
-_EPISODE_KEYS = ("reward", "length", "num_rollouts", "env_steps", "entropy",
-                 "eligible_fraction")
-
-
-def _episode_keys(config) -> tuple[str, ...]:
-  return _EPISODE_KEYS + (("test_reward",) if config.test_episode else ())
 # Log-variance reported for an estimate with exactly zero variance (ARSM
 # when no rollout's return differs from the episode's: no signal at all).
 LOG_VARIANCE_FLOOR = float(np.log(1e-30))
 
 
+# Fields used by some learners only: a change to one of them leaves the other
+# learners' saved runs valid. Every field not listed here (and not
+# resumable) identifies the run of every learner.
+LEARNER_FIELDS = {
+    "max_rollouts": ("arsm",),
+    "common_random_numbers": ("arsm",),
+    "rollout_budget": ("arsm",),
+    "critic_learning_rate": ("a2c",),
+    "gae_lambda": ("a2c",),
+    "a2c_bootstrap_truncated": ("a2c",),
+    "baseline_decay": ("reinforce_ma",),
+    "relax_temperature": ("relax",),
+    "relax_learning_rate": ("relax",),
+}
+# Fields that may differ between a run and its resumption.
+RESUMABLE_FIELDS = ("learner", "checkpoint_every", "num_workers")
+
+
 def learner_list(config) -> list[str]:
-  return tasks.name_list(config.learner, "learner", "learner",
-                         learners_lib.LEARNERS)
+  return checks.names(config, "learner", learners_lib.LEARNERS, "learner")
 
 
 def validate_config(config) -> list[str]:
   """Checks the config before anything is compiled; returns the learners."""
-  if config.env not in envs.SUPPORTED:
-    raise ValueError(f"Unsupported environment {config.env!r}; supported: "
-                     f"{', '.join(envs.SUPPORTED)}.")
-  for field in ("num_seeds", "num_episodes", "moving_average_window"):
-    if config[field] < 1:
-      raise ValueError(f"{field} must be >= 1; got {config[field]}.")
+  checks.choice(config, "env", envs.SUPPORTED, noun="environment",
+                unknown="Unsupported", label="supported")
+  for field in ("num_seeds", "num_episodes", "moving_average_window",
+                "num_workers"):
+    checks.integer(config, field, low=1)
   for field in ("learning_rate", "critic_learning_rate",
                 "relax_learning_rate", "relax_temperature"):
-    if not config[field] > 0:
-      raise ValueError(f"{field} must be > 0; got {config[field]}.")
-  if not 0.0 < config.gamma <= 1.0:
-    raise ValueError(f"gamma must be in (0, 1]; got {config.gamma}.")
-  if not 0.0 <= config.gae_lambda <= 1.0:
-    raise ValueError(f"gae_lambda must be in [0, 1]; got {config.gae_lambda}.")
-  if not 0.0 <= config.baseline_decay < 1.0:
-    raise ValueError(
-        f"baseline_decay must be in [0, 1); got {config.baseline_decay}.")
-  if config.rollout_budget not in learners_lib.ROLLOUT_BUDGETS:
-    raise ValueError(f"rollout_budget must be one of "
-                     f"{', '.join(learners_lib.ROLLOUT_BUDGETS)}; got "
-                     f"{config.rollout_budget!r}.")
+    checks.positive_number(config, field)
+  checks.number(config, "gamma", 0.0, 1.0, low_open=True)
+  checks.number(config, "gae_lambda", 0.0, 1.0)
+  checks.number(config, "baseline_decay", 0.0, 1.0, high_open=True)
+  checks.choice(config, "rollout_budget", learners_lib.ROLLOUT_BUDGETS,
+                noun="rollout budget")
+  for field in ("test_episode", "a2c_bootstrap_truncated",
+                "common_random_numbers"):
+    checks.boolean(config, field)
   if config.max_rollouts < -1:
-    raise ValueError(f"max_rollouts must be >= 1, or 0 / -1 for uncapped; "
-                     f"got {config.max_rollouts}.")
-  if config.max_episode_steps < 0:
-    raise ValueError(f"max_episode_steps must be >= 0 (0 = the environment's "
-                     f"limit); got {config.max_episode_steps}.")
-  if config.variance_every < 0:
-    raise ValueError(f"variance_every must be >= 0 (0 = never); got "
-                     f"{config.variance_every}.")
-  if config.variance_every and config.variance_draws < 2:
-    raise ValueError(f"variance_draws must be >= 2 to measure a variance; got "
-                     f"{config.variance_draws}.")
-  if config.checkpoint_every < 0:
-    raise ValueError(f"checkpoint_every must be >= 0; got "
-                     f"{config.checkpoint_every}.")
-  if config.num_workers < 1:
-    raise ValueError(f"num_workers must be >= 1; got {config.num_workers}.")
+    raise checks.fail("max_rollouts", config.max_rollouts,
+                      ">= 1, or 0 / -1 for uncapped")
+  checks.integer(config, "max_rollouts")
+  checks.integer(config, "max_episode_steps", low=0)
+  checks.integer(config, "variance_every", low=0)
+  if config.variance_every:
+    checks.integer(config, "variance_draws", low=2)
+  checks.integer(config, "checkpoint_every", low=0)
+  names = learner_list(config)
   if config.env in envs.HOST_ENVS:
     if config.common_random_numbers:
-      raise ValueError("common_random_numbers is not implemented for "
-                       f"{config.env}.")
+      raise checks.fail("common_random_numbers", True,
+                        f"False for {config.env} (not implemented there)")
     if config.variance_every:
-      raise ValueError(f"variance_every must be 0 for {config.env} (no "
-                       "gradient-variance measurement on the host); got "
-                       f"{config.variance_every}.")
-  hidden = tuple(config.hidden)
-  if not hidden or any(int(h) < 1 for h in hidden):
-    raise ValueError(f"hidden must list positive widths; got {hidden}.")
-  return learner_list(config)
+      raise checks.fail("variance_every", config.variance_every,
+                        f"0 for {config.env} (no gradient-variance "
+                        "measurement on the host)")
+  checks.widths(config, "hidden")
+  return names
 
 
 def _learner_kwargs(config) -> dict[str, Any]:
+  """The options of :func:`arsm_jax.rl.learners.make_learner` (each learner
+  reads its own; :data:`LEARNER_FIELDS`)."""
   return dict(
       learning_rate=config.learning_rate, gamma=config.gamma,
       max_rollouts=config.max_rollouts, hidden=tuple(config.hidden),
@@ -153,6 +155,13 @@ def make_learner(name: str, config) -> learners_lib.Learner:
   env = envs.make(config.env, config.max_episode_steps)
   return learners_lib.make_learner(name, env, test_episode=config.test_episode,
                                    **_learner_kwargs(config))
+
+
+def solved_threshold(config) -> float:
+  """The moving-average reward at which ``config.env`` counts as solved."""
+  if config.env in envs.HOST_ENVS:
+    return envs.HOST_ENVS[config.env][1]
+  return envs.make(config.env).solved_threshold
 
 
 def moving_average(rewards: np.ndarray, window: int) -> np.ndarray:
@@ -193,28 +202,14 @@ def median_episodes(solve: list[Any]) -> Any:
   return med if np.isfinite(med) else None
 
 
-def _config_hash(config, name: str) -> str:
-  keys = ("env", "num_seeds", "num_episodes", "learning_rate",
-          "critic_learning_rate", "gamma", "max_rollouts", "max_episode_steps",
-          "gae_lambda", "baseline_decay", "variance_every", "variance_draws",
-          "seed")
-  blob = {k: config[k] for k in keys}
-  blob["hidden"] = list(config.hidden)
-  blob["name"] = name
-  blob["test_episode"] = bool(config.test_episode)
-  if name != "arsm":
-    blob.pop("max_rollouts")
-  else:
-    if config.common_random_numbers:
-      blob["common_random_numbers"] = True
-    if config.rollout_budget != "unbiased":
-      blob["rollout_budget"] = config.rollout_budget
-  if name == "a2c":
-    blob["a2c_bootstrap_truncated"] = bool(config.a2c_bootstrap_truncated)
-  if name == "relax":
-    blob["relax_learning_rate"] = config.relax_learning_rate
-    blob["relax_temperature"] = config.relax_temperature
-  return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
+def run_identity(config, name: str) -> dict[str, Any]:
+  """What identifies learner ``name``'s run: the config minus resumable fields
+  and the fields of other learners (:data:`LEARNER_FIELDS`)."""
+  others = [f for f, users in LEARNER_FIELDS.items() if name not in users]
+  current = runs.identity(runs.config_json(config),
+                          RESUMABLE_FIELDS + tuple(others))
+  current["learner"] = name
+  return current
 
 
 def _grad_log_variance(learner: learners_lib.Learner, draws: int):
@@ -239,28 +234,52 @@ def _grad_log_variance(learner: learners_lib.Learner, draws: int):
   return jax.jit(measure)
 
 
-def _save_checkpoint(path: str, payload: dict[str, Any]) -> None:
-  tmp = path + ".tmp"
-  with open(tmp, "wb") as fh:
-    pickle.dump(payload, fh)
-  os.replace(tmp, path)
+def _empty_history(config) -> dict[str, Any]:
+  """Per-episode arrays ``[E, S]``, filled in as episodes finish."""
+  shape = (config.num_episodes, config.num_seeds)
+  history = {"reward": np.zeros(shape, np.float32),
+             "length": np.zeros(shape, np.int32),
+             "num_rollouts": np.zeros(shape, np.int32),
+             "env_steps": np.zeros(shape, np.int32),
+             "entropy": np.zeros(shape, np.float32),
+             "eligible_fraction": np.zeros(shape, np.float32)}
+  if config.test_episode:
+    history["test_reward"] = np.zeros(shape, np.float32)
+  return history
 
 
-def _truncate_metrics(logdir: str, last_step: int) -> None:
-  """Drops metrics.jsonl rows logged after the checkpoint being resumed."""
-  path = os.path.join(logdir, writers.METRICS_FILE)
-  if not os.path.exists(path):
-    return
-  def keep(row):
-    # The variance row at ``last_step`` is measured again after resuming.
-    return row["step"] < last_step or (row["step"] == last_step
-                                       and "reward_median" in row)
+def _episode_scalars(info, ma, test_ma=None) -> dict[str, Any]:
+  """The logged metrics over seeds (the last axis) of ``info``'s arrays.
 
-  with open(path) as fh:
-    rows = [line for line in fh if line.strip() and keep(json.loads(line))]
-  with open(path + ".tmp", "w") as fh:
-    fh.writelines(rows)
-  os.replace(path + ".tmp", path)
+  Args:
+    info: per-episode arrays, ``[S]`` (one episode) or ``[E, S]``.
+    ma: the moving-average reward, shaped like ``info["reward"]``.
+    test_ma: the same of the test episodes (``None`` without them).
+
+  Returns:
+    Scalars (or ``[E]`` arrays) by metric name.
+  """
+
+  def spread(prefix, x):
+    return {f"{prefix}_median": np.median(x, axis=-1),
+            f"{prefix}_p10": np.percentile(x, 10, axis=-1),
+            f"{prefix}_p90": np.percentile(x, 90, axis=-1)}
+
+  out = {"reward_median": np.median(info["reward"], axis=-1),
+         "reward_mean": np.mean(info["reward"], axis=-1),
+         **spread("moving_average", ma),
+         "num_rollouts_mean": np.mean(info["num_rollouts"], axis=-1),
+         "env_steps_mean": np.mean(info["env_steps"], axis=-1),
+         **spread("entropy", np.asarray(info["entropy"])),
+         **spread("eligible_fraction", np.asarray(info["eligible_fraction"]))}
+  if test_ma is not None:
+    out["test_reward_median"] = np.median(info["test_reward"], axis=-1)
+    out.update(spread("test_moving_average", test_ma))
+  return out
+
+
+def _numpy_tree(tree):
+  return jax.tree_util.tree_map(np.array, tree)
 
 
 def _seed_keys(config):
@@ -272,59 +291,68 @@ def _seed_keys(config):
       1, 0, 2)
 
 
-def _diagnostic_scalars(info) -> dict[str, Any]:
-  """Median and 10th/90th percentile over seeds of the policy diagnostics."""
-  out = {}
-  for k in ("entropy", "eligible_fraction"):
-    x = np.asarray(info[k])
-    out.update({f"{k}_median": np.median(x), f"{k}_p10": np.percentile(x, 10),
-                f"{k}_p90": np.percentile(x, 90)})
-  return out
-
-
-def _train_jax(name, config, logdir, ckpt, ckpt_path, digest):
+def _train_jax(name, config, logdir, checkpoints):
   """All seeds of a learner, vmapped; one update per episode.
 
   On a host simulator (learners without rollouts) the episodes are collected
   on the host and only the updates are vmapped (:class:`host.HostBatch`).
+
+  Everything logged at step e (the episode's rewards, the variance measured
+  at the parameters after e updates) is written before the checkpoint of
+  step e, so a resumed run cuts its metrics back to the checkpoint's step.
   """
-  num_episodes = config.num_episodes
+  with contextlib.ExitStack() as stack:
+    if config.env in envs.HOST_ENVS:
+      from arsm_jax.rl import host  # pylint: disable=g-import-not-at-top
+      trainer = host.HostBatch(config.env, name,
+                               max_steps=config.max_episode_steps,
+                               num_workers=config.num_workers,
+                               test_episode=config.test_episode,
+                               **_learner_kwargs(config))
+      stack.callback(trainer.close)
+    else:
+      trainer = None
+    return _train_vmapped(name, config, logdir, checkpoints, trainer)
+
+
+def _train_vmapped(name, config, logdir, checkpoints, trainer):
+  """:func:`_train_jax` given the host trainer (``None`` for a JAX env)."""
+  num_episodes, num_seeds = config.num_episodes, config.num_seeds
+  every = config.variance_every
   init_keys, train_keys, var_keys = _seed_keys(config)
-  trainer = None
-  if config.env in envs.HOST_ENVS:
-    from arsm_jax.rl import host  # pylint: disable=g-import-not-at-top
-    trainer = host.HostBatch(config.env, name,
-                             max_steps=config.max_episode_steps,
-                             num_workers=config.num_workers,
-                             test_episode=config.test_episode,
-                             **_learner_kwargs(config))
+
+  if trainer is not None:
     learner = trainer.learner
     update, variance = trainer.update, None
   else:
     learner = make_learner(name, config)
     update = jax.jit(jax.vmap(learner.update))
     variance = (_grad_log_variance(learner, config.variance_draws)
-                if config.variance_every else None)
+                if every else None)
 
   def episode_keys(keys, e):
     return jax.vmap(lambda k: jax.random.fold_in(k, e))(keys)
 
-  if ckpt is not None:
-    start = ckpt["episode"]
-    fresh = jax.vmap(learner.init)(init_keys)
-    states = jax.tree_util.tree_map(lambda f, x: jnp.asarray(x, f.dtype),
-                                    fresh, ckpt["states"])
-    history = ckpt["history"]
-    var_history = ckpt["var_history"]
-    train_seconds = ckpt["train_seconds"]
+  num_measures = -(-num_episodes // every) if every else 0
+  log_var = np.zeros((num_measures, num_seeds), np.float32)
+
+  def snapshot(states, history, log_var, train_seconds):
+    out = {"states": states, "history": history,
+           "train_seconds": np.float32(train_seconds)}
+    if num_measures:    # orbax refuses arrays of size zero
+      out["log_grad_variance"] = log_var
+    return out
+
+  saved, start = checkpoints.restore(snapshot(
+      jax.vmap(learner.init)(init_keys), _empty_history(config), log_var, 0))
+  runs.truncate_metrics(logdir, start)
+  states = saved["states"]
+  history = _numpy_tree(saved["history"])
+  if num_measures:
+    log_var = np.array(saved["log_grad_variance"])
+  train_seconds = float(saved["train_seconds"])
+  if start:
     logging.info("rl: %s resumes at episode %d.", name, start)
-    _truncate_metrics(logdir, start)
-  else:
-    start = 0
-    states = jax.vmap(learner.init)(init_keys)
-    history = {k: [] for k in _episode_keys(config)}
-    var_history = {"episode": [], "log_grad_variance": []}
-    train_seconds = 0.0
 
   t0 = time.time()
   if trainer is None:
@@ -336,78 +364,69 @@ def _train_jax(name, config, logdir, ckpt, ckpt_path, digest):
   window = config.moving_average_window
   progress = writers.ProgressReporter(num_episodes, name=f"rl/{name}",
                                       first_step=start)
-  with contextlib.ExitStack() as stack:
-    if trainer is not None:
-      stack.callback(trainer.close)
-    writer = stack.enter_context(writers.MetricWriter(logdir))
+
+  def measure(writer, e):
+    lv = np.asarray(variance(states, episode_keys(var_keys, e)))
+    log_var[e // every] = lv
+    writer.write_scalars(e, {
+        "log_grad_variance_median": np.median(lv),
+        "log_grad_variance_p10": np.percentile(lv, 10),
+        "log_grad_variance_p90": np.percentile(lv, 90)})
+
+  with writers.MetricWriter(logdir) as writer:
+    if variance is not None and start == 0:
+      measure(writer, 0)
     for e in range(start, num_episodes):
-      if variance is not None and e % config.variance_every == 0:
-        lv = np.asarray(variance(states, episode_keys(var_keys, e)))
-        var_history["episode"].append(e)
-        var_history["log_grad_variance"].append(lv)
-        writer.write_scalars(e, {
-            "log_grad_variance_median": np.median(lv),
-            "log_grad_variance_p10": np.percentile(lv, 10),
-            "log_grad_variance_p90": np.percentile(lv, 90)})
       t1 = time.time()
       states, info = update(states, episode_keys(train_keys, e))
       info = jax.tree_util.tree_map(np.asarray, info)
       train_seconds += time.time() - t1
       for k in history:
-        history[k].append(info[k])
-      recent = np.stack(history["reward"][-window:])         # [<=W, S]
-      ma = recent.mean(axis=0)
-      scalars = {
-          "reward_median": np.median(info["reward"]),
-          "reward_mean": np.mean(info["reward"]),
-          "moving_average_median": np.median(ma),
-          "moving_average_p10": np.percentile(ma, 10),
-          "moving_average_p90": np.percentile(ma, 90),
-          "num_rollouts_mean": np.mean(info["num_rollouts"]),
-          "env_steps_mean": np.mean(info["env_steps"]),
-          **_diagnostic_scalars(info)}
-      if "test_reward" in history:
-        test_ma = np.stack(history["test_reward"][-window:]).mean(axis=0)
-        scalars.update({
-            "test_reward_median": np.median(info["test_reward"]),
-            "test_moving_average_median": np.median(test_ma),
-            "test_moving_average_p10": np.percentile(test_ma, 10),
-            "test_moving_average_p90": np.percentile(test_ma, 90)})
-      writer.write_scalars(e + 1, scalars)
-      progress(e + 1, {"moving_average_median": np.median(ma)})
-      if (config.checkpoint_every and (e + 1) % config.checkpoint_every == 0
-          and e + 1 < num_episodes):
+        history[k][e] = info[k]
+      done = e + 1
+      recent = slice(max(done - window, 0), done)
+      ma = history["reward"][recent].mean(axis=0)             # [S]
+      test_ma = (history["test_reward"][recent].mean(axis=0)  # [S]
+                 if "test_reward" in history else None)
+      writer.write_scalars(done, _episode_scalars(info, ma, test_ma))
+      if variance is not None and done % every == 0 and done < num_episodes:
+        measure(writer, done)
+      progress(done, {"moving_average_median": np.median(ma)})
+      if (config.checkpoint_every and done % config.checkpoint_every == 0
+          and done < num_episodes):
         writer.flush()
-        _save_checkpoint(ckpt_path, {
-            "config_hash": digest, "episode": e + 1,
-            "states": jax.tree_util.tree_map(np.asarray, states),
-            "history": history, "var_history": var_history,
-            "train_seconds": train_seconds})
+        checkpoints.save(done, snapshot(states, history, log_var,
+                                        train_seconds))
 
-  return history, var_history, train_seconds, compile_seconds
+  var_episodes = np.arange(num_measures) * every
+  return history, (var_episodes, log_var), train_seconds, compile_seconds
 
 
-def _train_host(name, config, logdir, ckpt, ckpt_path, digest):
-  """Seeds one after the other on a host simulator (ARSM only, no variance)."""
+def _train_host(name, config, logdir, checkpoints):
+  """ARSM's seeds one after the other on a host simulator (no variance)."""
   from arsm_jax.rl import host  # pylint: disable=g-import-not-at-top
   t0 = time.time()
+  num_episodes, num_seeds = config.num_episodes, config.num_seeds
+  fresh = {"history": _empty_history(config),
+           "seeds_done": np.zeros((), np.int32),
+           "train_seconds": np.zeros((), np.float32)}
+  saved, _ = checkpoints.restore(fresh)
+  runs.truncate_metrics(logdir, 0)    # metrics are written at the end only
+  history = _numpy_tree(saved["history"])
+  first_seed = int(saved["seeds_done"])
+  train_seconds = float(saved["train_seconds"])
+  if first_seed:
+    logging.info("rl: %s resumes at seed %d.", name, first_seed)
   trainer = host.HostArsm(
       config.env, learning_rate=config.learning_rate, gamma=config.gamma,
       max_rollouts=config.max_rollouts, max_steps=config.max_episode_steps,
       hidden=tuple(config.hidden), num_workers=config.num_workers,
       rollout_budget=config.rollout_budget, test_episode=config.test_episode)
   init_keys, train_keys, _ = _seed_keys(config)
-  num_episodes = config.num_episodes
-  if ckpt is not None:
-    per_seed, train_seconds = ckpt["per_seed"], ckpt["train_seconds"]
-    logging.info("rl: %s resumes at seed %d.", name, len(per_seed))
-  else:
-    per_seed, train_seconds = [], 0.0
   compile_seconds = 0.0
   try:
-    for s in range(len(per_seed), config.num_seeds):
+    for s in range(first_seed, num_seeds):
       state = trainer.init(init_keys[s])
-      hist = {k: [] for k in _episode_keys(config)}
       progress = writers.ProgressReporter(num_episodes,
                                           name=f"rl/{name}/seed{s}")
       for e in range(num_episodes):
@@ -418,75 +437,58 @@ def _train_host(name, config, logdir, ckpt, ckpt_path, digest):
           compile_seconds = time.time() - t0
         else:
           train_seconds += time.time() - t1
-        for k in hist:
-          hist[k].append(info[k])
+        for k in history:
+          history[k][e, s] = info[k]
         progress(e + 1, {"reward": info["reward"]})
-      per_seed.append({k: np.stack(v) for k, v in hist.items()})
-      if config.checkpoint_every and s + 1 < config.num_seeds:
-        _save_checkpoint(ckpt_path, {
-            "config_hash": digest, "per_seed": per_seed,
-            "train_seconds": train_seconds})
+      if config.checkpoint_every and s + 1 < num_seeds:
+        checkpoints.save(s + 1, {"history": history,
+                                 "seeds_done": np.int32(s + 1),
+                                 "train_seconds": np.float32(train_seconds)})
   finally:
     trainer.close()
-  history = {k: [np.stack([p[k][e] for p in per_seed])
-                 for e in range(num_episodes)] for k in _episode_keys(config)}
-  rewards = np.stack(history["reward"])                       # [E, S]
-  ma = moving_average(rewards, config.moving_average_window)
+  window = config.moving_average_window
+  ma = moving_average(history["reward"], window)              # [E, S]
+  test_ma = (moving_average(history["test_reward"], window)   # [E, S]
+             if "test_reward" in history else None)
   with writers.MetricWriter(logdir) as writer:
-    writer.write_many(np.arange(1, num_episodes + 1), {
-        "reward_median": np.median(rewards, axis=1),
-        "reward_mean": np.mean(rewards, axis=1),
-        "moving_average_median": np.median(ma, axis=1),
-        "moving_average_p10": np.percentile(ma, 10, axis=1),
-        "moving_average_p90": np.percentile(ma, 90, axis=1),
-        "num_rollouts_mean": np.mean(np.stack(history["num_rollouts"]), 1),
-        "env_steps_mean": np.mean(np.stack(history["env_steps"]), 1),
-        **{f"{k}_median": np.median(np.stack(history[k]), axis=1)
-           for k in ("entropy", "eligible_fraction", "test_reward")
-           if k in history}})
-  var_history = {"episode": [], "log_grad_variance": []}
-  return history, var_history, train_seconds, compile_seconds
+    writer.write_many(np.arange(1, num_episodes + 1),
+                      _episode_scalars(history, ma, test_ma))
+  no_variance = (np.zeros((0,), np.int64), np.zeros((0, num_seeds)))
+  return history, no_variance, train_seconds, compile_seconds
 
 
 def run_learner(name: str, config, workdir: str) -> dict[str, Any]:
-  """Trains ``config.num_seeds`` seeds of one learner (or loads the result)."""
+  """Trains ``config.num_seeds`` seeds of one learner (or loads the result).
+
+  A saved run under a different config (:func:`run_identity`) is refused,
+  naming the differing fields, unless ``config.fresh`` is set.
+  """
   logdir = os.path.join(workdir, name)
-  done_path = os.path.join(logdir, "result.json")
-  ckpt_path = os.path.join(logdir, "checkpoint.pkl")
-  digest = _config_hash(config, name)
-  saved = writers.load_finished(logdir, digest)
+  identity = run_identity(config, name)
+  runs.check_config(logdir, identity, resumable=RESUMABLE_FIELDS,
+                    fresh=runs.wants_fresh(config), what=f"rl run of {name}")
+  saved = runs.load_result(logdir)
   if saved is not None:
     logging.info("rl: %s already done in %s; loading it.", name, logdir)
     return saved
-
-  ckpt = None
-  if os.path.exists(ckpt_path) and not os.path.exists(done_path):
-    with open(ckpt_path, "rb") as fh:
-      ckpt = pickle.load(fh)
-    if ckpt.get("config_hash") != digest:
-      ckpt = None
-  if ckpt is None and os.path.isdir(logdir):
-    shutil.rmtree(logdir)
-  os.makedirs(logdir, exist_ok=True)
-
-  if config.env in envs.HOST_ENVS and name == "arsm":
-    history, var_history, train_seconds, compile_seconds = _train_host(
-        name, config, logdir, ckpt, ckpt_path, digest)
-  else:
-    history, var_history, train_seconds, compile_seconds = _train_jax(
-        name, config, logdir, ckpt, ckpt_path, digest)
-  threshold = (envs.HOST_ENVS[config.env][1] if config.env in envs.HOST_ENVS
-               else envs.make(config.env).solved_threshold)
+  runs.save_config(logdir, identity)
+  checkpoints = runs.Checkpoints(logdir, max_to_keep=2, name=f"rl/{name}")
+  try:
+    if config.env in envs.HOST_ENVS and name == "arsm":
+      history, (var_episodes, log_var), train_seconds, compile_seconds = (
+          _train_host(name, config, logdir, checkpoints))
+    else:
+      history, (var_episodes, log_var), train_seconds, compile_seconds = (
+          _train_jax(name, config, logdir, checkpoints))
+  finally:
+    checkpoints.close()
   num_seeds = config.num_seeds
   window = config.moving_average_window
 
-  curves = {k: np.stack(v) for k, v in history.items()}       # [E, S]
-  if var_history["episode"]:
-    curves["variance_episode"] = np.asarray(var_history["episode"])
-    curves["log_grad_variance"] = np.stack(var_history["log_grad_variance"])
-  else:
-    curves["variance_episode"] = np.zeros((0,), np.int64)
-    curves["log_grad_variance"] = np.zeros((0, num_seeds))
+  threshold = solved_threshold(config)
+  curves = dict(history)                                      # [E, S]
+  curves["variance_episode"] = var_episodes
+  curves["log_grad_variance"] = log_var
   curves["moving_average"] = moving_average(curves["reward"], window)
   solve = episodes_to_solve(curves["reward"], window, threshold)
   total_steps = int(np.sum(curves["env_steps"]))
@@ -507,7 +509,6 @@ def run_learner(name: str, config, workdir: str) -> dict[str, Any]:
       "env_steps_per_second": total_steps / max(train_seconds, 1e-9),
       "num_seeds": num_seeds,
       "num_episodes": config.num_episodes,
-      "config_hash": digest,
       "final_entropy_median": float(np.median(curves["entropy"][-1])),
       "final_eligible_fraction_median": float(
           np.median(curves["eligible_fraction"][-1])),
@@ -524,57 +525,14 @@ def run_learner(name: str, config, workdir: str) -> dict[str, Any]:
         "num_test_solved": int(sum(v is not None for v in test_solve)),
         "final_test_moving_average_median": float(
             np.median(curves["test_moving_average"][-1]))})
-  np.savez(os.path.join(logdir, "curves.npz"), **curves)
-  writers.write_json(done_path, result)
-  if os.path.exists(ckpt_path):
-    os.remove(ckpt_path)
+  runs.save_result(logdir, result, curves)
+  checkpoints.delete_all()
   logging.info("rl: %s on %s: episodes to solve %s (median %s), %.0f env "
                "steps/s", name, config.env, solve,
                result["median_episodes_to_solve"],
                result["env_steps_per_second"])
   result.update(curves)
   return result
-
-
-def plot_rl(results: dict[str, dict[str, Any]], config, path: str) -> None:
-  """Moving-average reward and log gradient variance: median, 10-90% band."""
-  from arsm_jax import plotting  # pylint: disable=g-import-not-at-top
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-  for name, r in results.items():
-    col = plotting.color(name)
-    ma = np.asarray(r["moving_average"])                     # [E, S]
-    x = np.arange(1, ma.shape[0] + 1)
-    axes[0].plot(x, np.median(ma, axis=1), color=col, label=name)
-    axes[0].fill_between(x, np.percentile(ma, 10, axis=1),
-                         np.percentile(ma, 90, axis=1), color=col, alpha=0.2)
-    lv = np.maximum(np.asarray(r["log_grad_variance"]),
-                    LOG_VARIANCE_FLOOR)                      # [M, S]
-    if lv.size:
-      xv = np.asarray(r["variance_episode"])
-      axes[1].plot(xv, np.median(lv, axis=1), color=col, label=name)
-      axes[1].fill_between(xv, np.percentile(lv, 10, axis=1),
-                           np.percentile(lv, 90, axis=1), color=col,
-                           alpha=0.2)
-  threshold = (envs.HOST_ENVS[config.env][1] if config.env in envs.HOST_ENVS
-               else envs.make(config.env).solved_threshold)
-  axes[0].axhline(threshold, color="k", ls=":", lw=0.8)
-  axes[0].set_title(f"{config.env}: moving-average reward "
-                    f"({config.moving_average_window} episodes)")
-  axes[1].set_title(f"log variance of the policy gradient "
-                    f"({config.variance_draws} estimates)")
-  axes[1].set_ylabel(f"log variance (floor {LOG_VARIANCE_FLOOR:.0f}: "
-                     "exactly zero)")
-  for ax in axes:
-    ax.set_xlabel("episode")
-    ax.grid(alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
-      ax.legend(fontsize=8)
-  fig.suptitle(f"median of {config.num_seeds} seeds, bands 10th-90th "
-               "percentile")
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict,
@@ -593,15 +551,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
                 "entropy", "eligible_fraction")
   if config.test_episode:
     curve_keys += ("test_reward", "test_moving_average")
-  summary = {name: {k: v for k, v in r.items()
-                    if k not in curve_keys and k != "config_hash"}
+  summary = {name: {k: v for k, v in r.items() if k not in curve_keys}
              for name, r in results.items()}
   writers.write_json(os.path.join(workdir, "summary.json"), {
       "env": config.env,
-      "config": json.loads(config.to_json()),
+      "config": runs.config_json(config),
       "learners": summary,
   })
   curves = {name: {k: r[k] for k in curve_keys} for name, r in results.items()}
   if config.plot:
-    plot_rl(results, config, os.path.join(workdir, "rl.png"))
+    from arsm_jax import plotting  # pylint: disable=g-import-not-at-top
+    plotting.plot_rl(results, config, solved_threshold(config),
+                     os.path.join(workdir, "rl.png"), LOG_VARIANCE_FLOOR)
   return {"summary": summary, "curves": curves}

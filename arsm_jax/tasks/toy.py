@@ -15,16 +15,20 @@ From a notebook::
 
 Outputs in ``workdir``: ``summary.json``; per estimator a folder
 ``<name>/`` with ``metrics.jsonl`` (pandas: ``writers.read_metrics``) and
-TensorBoard events; ``toy.png``. An estimator whose results are saved is not
-run again when the same command is repeated with the same config.
+TensorBoard events, ``config.json`` (what identifies its run), ``result.json``
+and ``curves.npz``; ``toy.png``. An estimator whose results are saved is not
+run again when the same command is repeated with the same config; under a
+different config (any field but ``estimators``, ``plot`` and the other
+estimators' ``learning_rates`` and ``estimator_settings``) the rerun is
+refused with the differing fields named, unless ``config.fresh`` is set,
+which deletes the saved results of the estimators being run and starts them
+again (:mod:`arsm_jax.runs`). The toy has no checkpoints: one estimator's run
+is one compiled call of a few seconds.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import shutil
 import time
 from typing import Any
 
@@ -34,8 +38,9 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from arsm_jax import config_checks as checks
 from arsm_jax import estimators
-from arsm_jax import tasks
+from arsm_jax import runs
 from arsm_jax import writers
 
 Array = jax.Array
@@ -56,30 +61,20 @@ def optimum(num_categories: int, reward_scale: float) -> float:
   return 0.5 + 1.0 / reward_scale
 
 
-def _estimator_list(config) -> list[str]:
-  return tasks.name_list(config.estimators, "estimators", "estimator",
-                         estimators.names())
-
-
 def validate_config(config) -> list[str]:
   """Checks the config; returns the estimator names. Raises ``ValueError``."""
-  if config.num_categories < 2:
-    raise ValueError(f"num_categories must be >= 2; got {config.num_categories}.")
-  if config.reward_scale <= 0:
-    raise ValueError(f"reward_scale must be > 0; got {config.reward_scale}.")
+  checks.integer(config, "num_categories", low=2)
+  checks.positive_number(config, "reward_scale")
   for field in ("num_iterations", "variance_every", "variance_draws"):
-    if config[field] < 1:
-      raise ValueError(f"{field} must be >= 1; got {config[field]}.")
-  if config.num_iterations % config.variance_every:
-    raise ValueError(
-        f"num_iterations ({config.num_iterations}) must be a multiple of "
-        f"variance_every ({config.variance_every}).")
-  names = _estimator_list(config)
-  known = set(estimators.names())
+    checks.integer(config, field, low=1)
+  checks.multiple_of(config, "num_iterations", "variance_every")
+  checks.positive_number(config, "learning_rate")
+  names = checks.names(config, "estimators", estimators.names(), "estimator")
   for name in config.learning_rates:
-    if name not in known:
-      raise ValueError(f"learning_rates names {name!r}, which is not a "
-                       f"registered estimator; known: {sorted(known)}.")
+    if name not in estimators.names():
+      raise ValueError(f"Unknown estimator {name!r}; allowed: "
+                       f"{', '.join(estimators.names())} "
+                       "(config.learning_rates).")
   return names
 
 
@@ -143,28 +138,29 @@ def make_run(est: estimators.Estimator, config) -> Any:
   return run
 
 
-def _config_hash(config, name: str) -> str:
-  keys = ("num_categories", "reward_scale", "num_iterations", "learning_rate",
-          "variance_every", "variance_draws", "seed")
-  blob = {k: config[k] for k in keys}
-  blob["lr"] = config.learning_rates.get(name, config.learning_rate)
-  blob["settings"] = _settings(config, name)
-  blob["name"] = name
-  return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
+def run_identity(config, name: str) -> dict[str, Any]:
+  """What identifies estimator ``name``'s run: the config it sees."""
+  current = runs.identity(runs.config_json(config),
+                          ("estimators", "learning_rates",
+                           "estimator_settings"))
+  current.update(estimator=name, settings=_settings(config, name),
+                 estimator_learning_rate=float(config.learning_rates.get(
+                     name, config.learning_rate)))
+  return runs.config_json(current)
 
 
 def run_estimator(name: str, config, workdir: str) -> dict[str, Any]:
   """Trains with one estimator (or loads its saved result) and logs metrics."""
   logdir = os.path.join(workdir, name)
-  done_path = os.path.join(logdir, "result.json")
-  digest = _config_hash(config, name)
-  saved = writers.load_finished(logdir, digest)
+  identity = run_identity(config, name)
+  runs.check_config(logdir, identity, fresh=runs.wants_fresh(config),
+                    what=f"toy run of {name}")
+  saved = runs.load_result(logdir)
   if saved is not None:
     logging.info("toy: %s already done in %s; loading it.", name, logdir)
     return saved
-  # Anything left from an unfinished or differently configured run goes.
-  if os.path.isdir(logdir):
-    shutil.rmtree(logdir)
+  # Only metrics of a run killed before it finished can be left: they go.
+  runs.clear(logdir)
 
   est = estimators.get(name, **_settings(config, name))
   run = jax.jit(make_run(est, config))
@@ -194,19 +190,17 @@ def run_estimator(name: str, config, workdir: str) -> dict[str, Any]:
       "compile_seconds": t1 - t0,
       "run_seconds": t2 - t1,
       "microseconds_per_iteration": 1e6 * (t2 - t1) / config.num_iterations,
-      "config_hash": digest,
   }
-  np.savez(os.path.join(logdir, "curves.npz"),
-           expected_reward=metrics["expected_reward"],
-           prob_last=metrics["prob_last"], grad_variance=np.asarray(var),
-           final_phi=np.asarray(phi))
-  writers.write_json(done_path, result)
+  curves = {"expected_reward": metrics["expected_reward"],
+            "prob_last": metrics["prob_last"],
+            "grad_variance": np.asarray(var), "final_phi": np.asarray(phi)}
+  runs.save_config(logdir, identity)
+  runs.save_result(logdir, result, curves)
   logging.info("toy: %-10s expected reward %.5f (optimum %.5f), %.1fs",
                name, result["final_expected_reward"],
                optimum(config.num_categories, config.reward_scale),
                result["seconds"])
-  arrays = np.load(os.path.join(logdir, "curves.npz"))
-  result.update({k: arrays[k] for k in arrays.files})
+  result.update(curves)
   return result
 
 
@@ -215,9 +209,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   """Runs the toy for every estimator in ``config.estimators``.
 
   Returns:
-    ``{"summary": {name: {...}}, "curves": {name: {expected_reward,
-    prob_last, grad_variance}}, "optimum": float}``. The summary is also
-    written to ``workdir/summary.json`` and the figure to ``toy.png``.
+    A dict with ``summary`` and ``curves`` per estimator and the
+    ``optimum``; the curves are ``expected_reward``, ``prob_last`` and
+    ``grad_variance``. The summary is also written to
+    ``workdir/summary.json`` and the figure to ``toy.png``.
   """
   names = validate_config(config)
   os.makedirs(workdir, exist_ok=True)
@@ -225,7 +220,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   curve_keys = ("expected_reward", "prob_last", "grad_variance")
   summary = {
       name: {k: v for k, v in r.items()
-             if k not in curve_keys and k not in ("final_phi", "config_hash")}
+             if k not in curve_keys and k != "final_phi"}
       for name, r in results.items()
   }
   best = optimum(config.num_categories, config.reward_scale)

@@ -33,16 +33,19 @@ encoder logits over ``variance_draws`` draws on a fixed batch, averaged over
 images and coordinates.
 
 Outputs in ``workdir``: ``metrics.jsonl`` + TensorBoard events,
-``checkpoints/`` (orbax; a rerun of the same command resumes and finishes
-with the same numbers as an uninterrupted run), ``config.json`` and
-``summary.json``.
+``checkpoints/`` (orbax), ``config.json`` and ``summary.json``. The run's
+lifecycle is :mod:`arsm_jax.runs`: a rerun of the same command resumes from
+the newest readable checkpoint (a damaged one is reported and skipped), cuts
+the metrics back to it and finishes with the same numbers as an
+uninterrupted run. Only the fields in ``_RESUMABLE_FIELDS`` may change on
+resumption; another config is refused, naming the differing fields, unless
+``config.fresh`` is set (then the workdir is emptied and the run starts
+again). A finished run rerun with a smaller ``num_epochs`` is refused.
 """
 
 from __future__ import annotations
 
 import functools
-import json
-import logging as std_logging
 import math
 import os
 import time
@@ -56,9 +59,11 @@ import ml_collections
 import numpy as np
 import optax
 
+from arsm_jax import config_checks as checks
 from arsm_jax import data as data_lib
 from arsm_jax import estimators
 from arsm_jax import parallel
+from arsm_jax import runs
 from arsm_jax import writers
 from arsm_jax.estimators import swap
 from arsm_jax.expectation import expectation
@@ -80,84 +85,42 @@ _MAX_EXACT_STATES = 4096
 # Config validation (runs before any data loading or compilation).
 
 
-def _positive_int(config, field: str, allow_zero: bool = False) -> int:
-  value = config[field]
-  if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-    raise ValueError(f"config.{field} must be an integer; got {value!r}.")
-  low = 0 if allow_zero else 1
-  if value < low:
-    raise ValueError(f"config.{field} must be >= {low}; got {value}.")
-  return int(value)
-
-
-def _widths(config, field: str) -> tuple[int, ...]:
-  value = config[field]
-  if isinstance(value, int):
-    value = (value,)
-  try:
-    widths = tuple(value)
-  except TypeError as e:
-    raise ValueError(f"config.{field} must be a tuple of positive ints; got "
-                     f"{value!r}.") from e
-  if any(isinstance(w, bool) or not isinstance(w, (int, np.integer)) or w < 1
-         for w in widths):
-    raise ValueError(f"config.{field} must be a tuple of positive ints; got "
-                     f"{value!r}.")
-  return widths
-
-
 def validate_config(config) -> estimators.Estimator:
   """Checks every field; returns the estimator. Raises ``ValueError``.
 
   Nothing is loaded or compiled, so a bad config fails in milliseconds.
   """
-  if config.dataset not in DATASETS:
-    raise ValueError(f"Unknown dataset {config.dataset!r}; allowed: "
-                     f"{', '.join(DATASETS)}.")
-  data_lib.check_binarization(config.binarization)
-  data_lib.check_validation_split(config.validation_split)
-  if config.model not in vae_models.MODELS:
-    raise ValueError(f"Unknown model {config.model!r}; allowed: "
-                     f"{', '.join(vae_models.MODELS)}.")
+  checks.choice(config, "dataset", DATASETS)
+  checks.choice(config, "binarization", data_lib.BINARIZATIONS)
+  checks.choice(config, "validation_split", data_lib.VALIDATION_SPLITS)
+  checks.choice(config, "model", vae_models.MODELS)
   for field in ("num_latents", "batch_size", "num_epochs", "eval_batch_size",
                 "iwae_samples", "iwae_batch_size", "test_every_epochs",
                 "variance_batch_size", "num_validation", "max_checkpoints"):
-    _positive_int(config, field)
+    checks.integer(config, field, low=1)
   for field in ("variance_every_steps", "checkpoint_every_steps", "seed",
                 "num_devices", "decoder_samples"):
-    _positive_int(config, field, allow_zero=True)
+    checks.integer(config, field, low=0)
   num_devices = config.num_devices or jax.device_count()
   if config.batch_size % num_devices:
-    raise ValueError(
-        f"config.batch_size ({config.batch_size}) must be divisible by the "
-        f"number of devices ({num_devices}; config.num_devices="
-        f"{config.num_devices}).")
-  if _positive_int(config, "num_categories") < 2:
-    raise ValueError(
-        f"config.num_categories must be >= 2; got {config.num_categories}.")
-  if config.variance_every_steps and _positive_int(
-      config, "variance_draws") < 2:
-    raise ValueError("config.variance_draws must be >= 2 to measure a "
-                     f"variance; got {config.variance_draws}.")
-  _widths(config, "encoder_hidden")
-  _widths(config, "decoder_hidden")
-  lr = config.learning_rate
-  if not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
-    raise ValueError(f"config.learning_rate must be a positive number; got "
-                     f"{lr!r}.")
-  if config.progress_every_secs < 0:
-    raise ValueError("config.progress_every_secs must be >= 0; got "
-                     f"{config.progress_every_secs}.")
+    raise checks.fail("batch_size", config.batch_size,
+                      f"divisible by the number of devices ({num_devices}; "
+                      f"config.num_devices={config.num_devices})")
+  checks.integer(config, "num_categories", low=2)
+  if config.variance_every_steps:
+    checks.integer(config, "variance_draws", low=2)
+  checks.widths(config, "encoder_hidden")
+  checks.widths(config, "decoder_hidden")
+  checks.positive_number(config, "learning_rate")
+  checks.non_negative_number(config, "progress_every_secs")
   if config.dataset == "synthetic":
     sizes = tuple(config.synthetic_sizes)
-    if len(sizes) != 3 or any(int(s) < 1 for s in sizes):
-      raise ValueError("config.synthetic_sizes must be three positive ints "
-                       f"(train, validation, test); got {sizes!r}.")
-    _positive_int(config, "synthetic_pixels")
+    if len(sizes) != 3 or any(not isinstance(s, int) or s < 1 for s in sizes):
+      raise checks.fail("synthetic_sizes", sizes, "three positive ints "
+                        "(train, validation, test)")
+    checks.integer(config, "synthetic_pixels", low=1)
 
-  if config.estimator not in estimators.names():
-    raise ValueError(f"Unknown estimator {config.estimator!r}; registered: "
-                     f"{', '.join(estimators.names())}.")
+  checks.choice(config, "estimator", estimators.names(), label="registered")
   est = estimators.get(config.estimator,
                        **dict(config.estimator_settings.to_dict()))
   if (config.estimator == "exact"
@@ -382,8 +345,8 @@ class TrainState:
 def _build(config, est):
   model = vae_models.make_model(
       config.model, config.num_latents, config.num_categories,
-      _num_pixels(config), _widths(config, "encoder_hidden"),
-      _widths(config, "decoder_hidden"))
+      _num_pixels(config), checks.widths(config, "encoder_hidden"),
+      checks.widths(config, "decoder_hidden"))
   objective = make_objective(model, est, int(config.decoder_samples))
   tx = optax.adam(config.learning_rate)
   return model, objective, tx
@@ -510,84 +473,27 @@ def load_data(config) -> dict[str, np.ndarray]:
                        config.num_validation, config.validation_split)
 
 
-def _comparable(config) -> dict[str, Any]:
-  return {k: v for k, v in config.to_dict().items()
-          if k not in _RESUMABLE_FIELDS}
-
-
 # Fields added after runs were already being saved, with the value that
 # reproduces what those runs did: a saved config without them means these.
 _ADDED_FIELDS = {"validation_split": "last", "decoder_samples": 0}
 
 
-def _check_or_write_config(config, workdir: str) -> None:
-  path = os.path.join(workdir, "config.json")
-  current = json.loads(json.dumps(config.to_dict(), default=list))
-  if os.path.exists(path):
-    with open(path) as fh:
-      saved = json.load(fh)
-    saved = {**_ADDED_FIELDS, **saved}
-    old = {k: v for k, v in saved.items() if k not in _RESUMABLE_FIELDS}
-    new = {k: v for k, v in current.items() if k not in _RESUMABLE_FIELDS}
-    if old != new:
-      diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-      raise ValueError(
-          f"{workdir} holds a run with a different config (fields {diff}); "
-          "use a new --workdir or the original settings. Only "
-          f"{', '.join(_RESUMABLE_FIELDS)} may change on resumption.")
-  writers.write_json(path, current)
-
-
-def _truncate_metrics(workdir: str, last_step: int) -> None:
-  """Drops metric rows written after the checkpoint a run resumes from."""
-  path = os.path.join(workdir, writers.METRICS_FILE)
-  if not os.path.exists(path):
+def _check_resumable(config, workdir: str, restored_step: int,
+                     num_steps: int, steps_per_epoch: int) -> None:
+  """Refuses a run that already went further than ``config`` asks."""
+  if restored_step <= num_steps:
     return
-  with open(path) as fh:
-    lines = fh.readlines()
-  keep = [ln for ln in lines if ln.strip()
-          and json.loads(ln)["step"] <= last_step]
-  if len(keep) != len(lines):
-    tmp = path + ".tmp"
-    with open(tmp, "w") as fh:
-      fh.writelines(keep)
-    os.replace(tmp, path)
-
-
-def _checkpoint_manager(workdir: str, max_to_keep: int):
-  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
-  return ocp.CheckpointManager(
-      os.path.join(os.path.abspath(workdir), "checkpoints"),
-      options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep,
-                                           create=True))
-
-
-def _save(manager, state: TrainState) -> None:
-  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
-  manager.save(int(state.step), args=ocp.args.StandardSave(state))
-
-
-def _restore(manager, state: TrainState) -> TrainState:
-  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
-  step = manager.latest_step()
-  if step is None:
-    return state
-  abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, state)
-  restored = manager.restore(step, args=ocp.args.StandardRestore(abstract))
-  logging.info("vae: resumed from the checkpoint at step %d.", step)
-  return restored
+  epochs = restored_step / steps_per_epoch
+  raise ValueError(
+      f"{workdir} holds a vae run trained to step {restored_step} "
+      f"({epochs:g} epochs), beyond the {num_steps} steps of "
+      f"config.num_epochs={config.num_epochs}. Rerun with num_epochs >= "
+      f"{math.ceil(epochs)} to report (or continue) it, use a new workdir, or "
+      "set config.fresh=True to start again.")
 
 
 # ----------------------------------------------------------------------------
 # The loop.
-
-
-class _QuietOrbax(std_logging.Filter):
-  """Drops orbax's per-save INFO lines (dozens per checkpoint)."""
-
-  def filter(self, record):
-    return record.levelno >= std_logging.WARNING or (
-        f"{os.sep}orbax{os.sep}" not in record.pathname)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
@@ -602,14 +508,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     The summary also written to ``workdir/summary.json``.
   """
   est = validate_config(config)
-  absl_logger = std_logging.getLogger("absl")
-  if not any(isinstance(f, _QuietOrbax) for f in absl_logger.filters):
-    absl_logger.addFilter(_QuietOrbax())
+  current = runs.config_json(config)
+  runs.check_config(workdir, current, resumable=_RESUMABLE_FIELDS,
+                    fresh=runs.wants_fresh(config),
+                    added_fields=_ADDED_FIELDS, what="vae run")
   t_start = time.time()
   if splits is None:
     splits = load_data(config)
-  os.makedirs(workdir, exist_ok=True)
-  _check_or_write_config(config, workdir)
   num_train = len(splits["train"])
   if config.batch_size > num_train:
     raise ValueError(f"config.batch_size ({config.batch_size}) exceeds the "
@@ -629,10 +534,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   model, objective, tx = _build(config, est)
   state = init_state(config, model, tx, est, k_init)
 
-  manager = _checkpoint_manager(workdir, config.max_checkpoints)
-  state = _restore(manager, state)
-  start_step = int(state.step)
-  _truncate_metrics(workdir, start_step)
+  checkpoints = runs.Checkpoints(workdir, config.max_checkpoints, name="vae")
+  state, start_step = checkpoints.restore(state)
+  _check_resumable(config, workdir, start_step, num_steps, steps_per_epoch)
+  runs.save_config(workdir, current)
+  runs.truncate_metrics(workdir, start_step)
 
   dp = parallel.DataParallel(config.num_devices)
   state = dp.replicate(state)
@@ -706,7 +612,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
             or epoch_done == config.num_epochs):
           metrics.update(run_test(epoch_done))
         writer.write_scalars(done, metrics)
-        writer.flush()
         last = {k: v for k, v in metrics.items() if k != "epoch"}
         logging.info("vae/%s: epoch %d step %d %s", est.name, epoch_done,
                      done, " ".join(f"{k}={v:.3f}" for k, v in last.items()))
@@ -714,10 +619,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       if ((config.checkpoint_every_steps
            and done % config.checkpoint_every_steps == 0)
           or done == num_steps):
-        _save(manager, state)
+        writer.flush()   # every row up to this step is on disk before it
+        checkpoints.save(done, state)
   finally:
     # Also on an interrupt: finish the checkpoint in flight, flush metrics.
-    manager.wait_until_finished()
+    checkpoints.close()
     writer.close()
   loop_seconds = time.time() - t_loop
   progress(num_steps, last or None, force=True)
@@ -729,19 +635,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
 
 def _last_metrics(workdir: str) -> dict[str, float]:
-  rows = _read_rows(workdir)
-  epochs = [r for r in rows if "valid_neg_elbo" in r]
+  epochs = [r for r in runs.read_rows(workdir) if "valid_neg_elbo" in r]
   if not epochs:
     return {}
   return {k: v for k, v in epochs[-1].items() if k not in ("step", "epoch")}
-
-
-def _read_rows(workdir: str) -> list[dict[str, Any]]:
-  path = os.path.join(workdir, writers.METRICS_FILE)
-  if not os.path.exists(path):
-    return []
-  with open(path) as fh:
-    return [json.loads(ln) for ln in fh if ln.strip()]
 
 
 def _splits_text(config) -> str:
@@ -755,7 +652,7 @@ def _splits_text(config) -> str:
 
 def _summary(config, est, workdir, evals, num_steps, steps_per_epoch,
              start_step, loop_seconds) -> dict[str, Any]:
-  rows = _read_rows(workdir)
+  rows = runs.read_rows(workdir)
   epochs = [r for r in rows if "valid_neg_elbo" in r]
   tests = [r for r in rows if "test_neg_elbo" in r]
   variances = [r["grad_variance"] for r in rows if "grad_variance" in r]
@@ -800,5 +697,5 @@ def _summary(config, est, workdir, evals, num_steps, steps_per_epoch,
       "seconds_per_step_this_session": (loop_seconds / steps_run
                                         if steps_run else None),
       "seed": config.seed,
-      "config": _comparable(config),
+      "config": runs.identity(runs.config_json(config), _RESUMABLE_FIELDS),
   }

@@ -1,0 +1,423 @@
+"""The run lifecycle (arsm_jax.runs) for the toy, the VAE and RL.
+
+Identity (a different config is refused or, with ``config.fresh``, started
+again), checkpoints that survive damage, metric sinks (jsonl and TensorBoard)
+cut back to the restored step, and a fault test that kills runs.
+"""
+
+import collections
+import json
+import logging as std_logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from arsm_jax import runs
+from arsm_jax import writers
+from arsm_jax.tasks import rl
+from arsm_jax.tasks import vae
+from configs import rl as rl_config
+from configs import vae as vae_config
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OLD_VAE_WORKDIR = os.path.join(REPO, "tests", "data", "vae_tiny_old_code")
+
+
+def _vae_tiny(**overrides):
+  config = vae_config.get_config("tiny")
+  config.num_epochs = 3
+  with config.unlocked():
+    config.update(overrides)
+  return config
+
+
+def _rl_tiny(**overrides):
+  config = rl_config.get_config("tiny")
+  config.learner = "arsm"
+  config.plot = False
+  with config.unlocked():
+    config.update(overrides)
+  return config
+
+
+def _rows(logdir):
+  return runs.read_rows(logdir)
+
+
+def _steps_once(logdir):
+  """Asserts every (tag, step) of the TensorBoard events appears once."""
+  scalars = runs.event_scalars(logdir)
+  assert scalars
+  counts = collections.Counter((tag, step) for tag, step, _ in scalars)
+  repeated = {k: n for k, n in counts.items() if n > 1}
+  assert not repeated, repeated
+  return scalars
+
+
+def _tb_matches_jsonl(logdir):
+  """The events hold exactly the jsonl's scalars (as float32)."""
+  events = {(tag, step): v for tag, step, v in _steps_once(logdir)}
+  rows = {}
+  for row in _rows(logdir):
+    for k, v in row.items():
+      if k != "step":
+        rows[(k, row["step"])] = float(np.float32(v))
+  assert set(events) == set(rows)
+  for k, v in rows.items():
+    assert events[k] == pytest.approx(v, rel=1e-6, nan_ok=True), k
+
+
+class _Killed(Exception):
+  pass
+
+
+def _interrupt_at(monkeypatch, step):
+  """Makes the progress report of ``step`` raise :class:`_Killed`."""
+  original = writers.ProgressReporter.__call__
+
+  def report(self, s, *args, **kwargs):
+    if s == step:
+      raise _Killed()
+    return original(self, s, *args, **kwargs)
+
+  monkeypatch.setattr(writers.ProgressReporter, "__call__", report)
+  return lambda: monkeypatch.setattr(writers.ProgressReporter, "__call__",
+                                     original)
+
+
+def _run_interrupted(monkeypatch, train, config, workdir, step):
+  """Runs ``train(config, workdir)`` until the progress report of ``step``."""
+  restore = _interrupt_at(monkeypatch, step)
+  with pytest.raises(_Killed):
+    train(config, workdir)
+  restore()
+
+
+def _damage_newest(ckpt_dir):
+  """Truncates the largest file of the newest checkpoint to half its size."""
+  newest = os.path.join(ckpt_dir, str(max(
+      int(d) for d in os.listdir(ckpt_dir) if d.isdigit())))
+  files = [os.path.join(root, f) for root, _, fs in os.walk(newest)
+           for f in fs]
+  victim = max(files, key=os.path.getsize)
+  with open(victim, "r+b") as fh:
+    fh.truncate(os.path.getsize(victim) // 2)
+  return newest
+
+
+class _Warnings(std_logging.Handler):
+
+  def __init__(self):
+    super().__init__(std_logging.WARNING)
+    self.lines = []
+
+  def emit(self, record):
+    self.lines.append(record.getMessage())
+
+
+@pytest.fixture
+def warnings_log():
+  handler = _Warnings()
+  logger = std_logging.getLogger("absl")
+  logger.addHandler(handler)
+  yield handler.lines
+  logger.removeHandler(handler)
+
+
+# ----------------------------------------------------------------------------
+# The pieces.
+
+
+def test_check_config_names_fields_allows_resumable_and_fresh(tmp_path):
+  logdir = str(tmp_path / "run")
+  saved = {"lr": 0.1, "seed": 0, "num_epochs": 3, "hidden": [8, 8]}
+  os.makedirs(logdir)
+  runs.save_config(logdir, saved)
+  runs.check_config(logdir, dict(saved, num_epochs=5),
+                    resumable=("num_epochs",))
+  with pytest.raises(ValueError, match=r"different config \(hidden: saved "
+                     r"\[8, 8\], now \[8\]; lr: saved 0.1, now 0.2\)"):
+    runs.check_config(logdir, dict(saved, lr=0.2, hidden=[8]))
+  # A field added later reads as its old value in a config saved before it.
+  runs.check_config(logdir, dict(saved, split="last"),
+                    added_fields={"split": "last"})
+  with pytest.raises(ValueError, match="split: saved 'last', now 'paper'"):
+    runs.check_config(logdir, dict(saved, split="paper"),
+                      added_fields={"split": "last"})
+  # fresh empties the directory.
+  runs.check_config(logdir, dict(saved, lr=0.2), fresh=True)
+  assert os.listdir(logdir) == []
+  # Results without a config.json cannot be identified: refused.
+  runs.save_result(logdir, {"x": 1}, {"y": np.zeros(2)})
+  with pytest.raises(ValueError, match="without the config.json"):
+    runs.check_config(logdir, saved)
+
+
+def test_truncate_metrics_cuts_jsonl_and_every_event_file(tmp_path):
+  logdir = str(tmp_path)
+  with writers.MetricWriter(logdir) as writer:
+    for step in range(1, 11):
+      writer.write_scalars(step, {"a": step, "b": -step})
+  with writers.MetricWriter(logdir) as writer:   # a second event file
+    writer.write_scalars(11, {"a": 11.0})
+  # A row and an event record torn by a kill.
+  with open(os.path.join(logdir, writers.METRICS_FILE), "a") as fh:
+    fh.write('{"step": 12, "a"')
+  events = [f for f in os.listdir(logdir) if "tfevents" in f]
+  assert len(events) == 2
+  with open(os.path.join(logdir, events[0]), "ab") as fh:
+    fh.write(b"\x20\x00\x00")
+  runs.truncate_metrics(logdir, 4)
+  assert [r["step"] for r in _rows(logdir)] == [1, 2, 3, 4]
+  assert sorted({s for _, s, _ in runs.event_scalars(logdir)}) == [1, 2, 3, 4]
+  _tb_matches_jsonl(logdir)
+  # Step 0: nothing was restored, so nothing logged before survives.
+  runs.truncate_metrics(logdir, 0)
+  assert _rows(logdir) == [] and runs.event_scalars(logdir) == []
+
+
+def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path):
+  path = str(tmp_path / "summary.json")
+  writers.write_json(path, {"a": 1})
+
+  class Boom:
+    pass
+
+  with pytest.raises(TypeError):
+    writers.write_json(path, {"a": Boom()})
+  with open(path) as fh:
+    assert json.load(fh) == {"a": 1}
+  assert os.listdir(tmp_path) == ["summary.json"]
+
+
+def test_damaged_checkpoints_fall_back_to_the_newest_readable(
+    tmp_path, warnings_log):
+  state = {"w": np.arange(4000, dtype=np.float32), "n": np.zeros((), np.int32)}
+  ckpts = runs.Checkpoints(str(tmp_path), max_to_keep=3, name="t")
+  for step in (1, 2, 3):
+    ckpts.save(step, {"w": state["w"] + step, "n": np.int32(step)})
+  ckpts.close()
+  damaged = _damage_newest(ckpts.directory)
+  restored, step = runs.Checkpoints(str(tmp_path), 3, name="t").restore(state)
+  assert step == 2 and int(restored["n"]) == 2
+  np.testing.assert_array_equal(restored["w"], state["w"] + 2)
+  named = [line for line in warnings_log if damaged in line]
+  assert len(named) == 1 and "cannot be read" in named[0], warnings_log
+  assert len(named[0].splitlines()) == 1
+  # Nothing readable: the run starts fresh.
+  for step in (1, 2):
+    _damage_newest(ckpts.directory)
+    restored, got = runs.Checkpoints(str(tmp_path), 3, name="t").restore(state)
+  assert got == 0 and restored is state
+
+
+# ----------------------------------------------------------------------------
+# VAE.
+
+
+@pytest.fixture(scope="module")
+def vae_full(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp("vae") / "full")
+  return workdir, vae.train_and_evaluate(_vae_tiny(), workdir)
+
+
+def test_vae_resume_from_a_damaged_checkpoint_matches_uninterrupted(
+    vae_full, tmp_path, monkeypatch, warnings_log):
+  full_dir, full_summary = vae_full
+  workdir = str(tmp_path / "resumed")
+  # Checkpoints at steps 5 and 10, then killed after step 12's metrics.
+  _run_interrupted(monkeypatch, vae.train_and_evaluate, _vae_tiny(), workdir,
+                   13)
+  assert any(r["step"] == 12 for r in _rows(workdir))
+  damaged = _damage_newest(os.path.join(workdir, "checkpoints"))
+  assert damaged.endswith(os.sep + "10")
+  summary = vae.train_and_evaluate(_vae_tiny(), workdir)
+  assert sum(damaged in line for line in warnings_log) == 1
+  # Resumed from step 5: the rows of steps <= 5 were kept, later ones redone.
+  assert _rows(workdir) == _rows(full_dir)
+  for key in ("final_valid_neg_elbo", "final_test_neg_iwae",
+              "final_train_neg_elbo", "final_grad_variance"):
+    assert summary[key] == full_summary[key]
+  _tb_matches_jsonl(workdir)
+
+
+def test_vae_finished_run_with_fewer_epochs_is_refused(vae_full):
+  full_dir, full_summary = vae_full
+  with pytest.raises(ValueError, match=r"trained to step 18 \(3 epochs\).*"
+                     r"num_epochs=1.*num_epochs >= 3"):
+    vae.train_and_evaluate(_vae_tiny(num_epochs=1), full_dir)
+  # The same config reports the finished run, consistently.
+  again = vae.train_and_evaluate(_vae_tiny(), full_dir)
+  assert again["num_epochs"] == again["final_epoch"] == 3
+  assert again["seconds_per_step_this_session"] is None
+  assert again["final_valid_neg_elbo"] == full_summary["final_valid_neg_elbo"]
+
+
+def test_vae_different_config_is_refused_and_fresh_starts_again(
+    vae_full, tmp_path):
+  workdir = str(tmp_path / "copy")
+  shutil.copytree(vae_full[0], workdir)
+  with pytest.raises(ValueError, match=r"seed: saved 0, now 1"):
+    vae.train_and_evaluate(_vae_tiny(seed=1, num_epochs=1), workdir)
+  summary = vae.train_and_evaluate(_vae_tiny(seed=1, num_epochs=1,
+                                             fresh=True), workdir)
+  assert summary["final_epoch"] == 1
+  assert [r["epoch"] for r in _rows(workdir) if "epoch" in r] == [1]
+  with open(os.path.join(workdir, "config.json")) as fh:
+    assert json.load(fh)["seed"] == 1
+
+
+@pytest.mark.skipif(not os.path.isdir(OLD_VAE_WORKDIR),
+                    reason="no workdir saved by the old code")
+def test_vae_workdir_of_the_previous_code_resumes(vae_full, tmp_path):
+  # Made by the code before arsm_jax.runs existed (tiny preset, 2 epochs).
+  workdir = str(tmp_path / "old")
+  shutil.copytree(OLD_VAE_WORKDIR, workdir)
+  summary = vae.train_and_evaluate(_vae_tiny(), workdir)
+  assert _rows(workdir) == _rows(vae_full[0])
+  assert summary["final_valid_neg_elbo"] == vae_full[1]["final_valid_neg_elbo"]
+  _steps_once(workdir)
+
+
+# ----------------------------------------------------------------------------
+# RL.
+
+
+@pytest.fixture(scope="module")
+def rl_full(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp("rl") / "full")
+  return workdir, rl.train_and_evaluate(_rl_tiny(), workdir)
+
+
+def test_rl_resume_from_a_damaged_checkpoint_matches_uninterrupted(
+    rl_full, tmp_path, monkeypatch, warnings_log):
+  full_dir, full = rl_full
+  workdir = str(tmp_path / "resumed")
+  # Checkpoints at episodes 2 and 4, then killed after episode 5.
+  _run_interrupted(monkeypatch, rl.train_and_evaluate, _rl_tiny(), workdir, 5)
+  damaged = _damage_newest(os.path.join(workdir, "arsm", "checkpoints"))
+  out = rl.train_and_evaluate(_rl_tiny(), workdir)
+  assert sum(damaged in line for line in warnings_log) == 1
+  for key, value in full["curves"]["arsm"].items():
+    np.testing.assert_array_equal(out["curves"]["arsm"][key], value, key)
+  assert _rows(os.path.join(workdir, "arsm")) == _rows(
+      os.path.join(full_dir, "arsm"))
+  _tb_matches_jsonl(os.path.join(workdir, "arsm"))
+
+
+def test_rl_identity_is_the_whole_config_minus_resumable_fields(
+    rl_full, tmp_path):
+  workdir = str(tmp_path / "copy")
+  shutil.copytree(rl_full[0], workdir)
+  metrics = os.path.join(workdir, "arsm", writers.METRICS_FILE)
+  stamp = os.path.getmtime(metrics)
+  # A window change changes the result: refused, never the old result.
+  with pytest.raises(ValueError, match=r"moving_average_window: saved 3, "
+                     "now 4"):
+    rl.train_and_evaluate(_rl_tiny(moving_average_window=4), workdir)
+  # So do ARSM's own fields and the test episodes every learner runs.
+  for field, value in (("rollout_budget", "authors"), ("test_episode", False)):
+    with pytest.raises(ValueError, match=f"{field}: saved"):
+      rl.train_and_evaluate(_rl_tiny(**{field: value}), workdir)
+  # A2C's and RELAX's fields and the resumable ones do not touch ARSM's run.
+  rl.train_and_evaluate(_rl_tiny(gae_lambda=0.5, critic_learning_rate=1.0,
+                                 a2c_bootstrap_truncated=False,
+                                 relax_temperature=2.0,
+                                 relax_learning_rate=0.5,
+                                 checkpoint_every=3), workdir)
+  assert os.path.getmtime(metrics) == stamp
+  # fresh runs it again under the new config.
+  out = rl.train_and_evaluate(_rl_tiny(moving_average_window=4, fresh=True),
+                              workdir)
+  assert os.path.getmtime(metrics) != stamp
+  with open(os.path.join(workdir, "arsm", "config.json")) as fh:
+    assert json.load(fh)["moving_average_window"] == 4
+  assert out["curves"]["arsm"]["moving_average"].shape == (6, 2)
+
+
+# ----------------------------------------------------------------------------
+# Faults: SIGKILL at random points, one damaged checkpoint.
+
+_CHILD = textwrap.dedent("""
+    import os, signal, sys
+    from arsm_jax import runs, writers
+    from arsm_jax.tasks import rl, vae
+    sys.path.insert(0, {tests!r})
+    import test_lifecycle as t
+
+    kill_at, mode = int(os.environ["KILL_AT"]), os.environ["KILL_MODE"]
+    count = [0]
+
+    def tick():
+      count[0] += 1
+      if count[0] == kill_at:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    if mode == "row":
+      write = writers.MetricWriter.write_scalars
+      def write_then_maybe_die(self, *a, **k):
+        write(self, *a, **k)
+        tick()
+      writers.MetricWriter.write_scalars = write_then_maybe_die
+    else:   # die while a checkpoint is being written
+      save = runs.Checkpoints.save
+      def save_then_maybe_die(self, *a, **k):
+        save(self, *a, **k)
+        tick()
+      runs.Checkpoints.save = save_then_maybe_die
+    vae.train_and_evaluate(t._vae_tiny(), os.path.join(sys.argv[1], "vae"))
+    rl.train_and_evaluate(t._rl_tiny(), os.path.join(sys.argv[1], "rl"))
+""")
+
+
+@pytest.mark.slow
+def test_runs_killed_at_random_points_end_as_uninterrupted(
+    vae_full, rl_full, tmp_path):
+  script = tmp_path / "child.py"
+  script.write_text(_CHILD.format(tests=os.path.join(REPO, "tests")))
+  workdir = str(tmp_path / "runs")
+  rng = np.random.default_rng(0)
+  # VAE: 7 metric rows and 4 checkpoints; RL: 8 rows and 2 checkpoints.
+  plan = [("row", int(rng.integers(2, 8))), ("save", int(rng.integers(1, 4))),
+          ("row", int(rng.integers(4, 12))), ("row", 0)]
+  killed = 0
+  for attempt, (mode, kill_at) in enumerate(plan):
+    if attempt == 2:
+      ckpt_dir = os.path.join(workdir, "vae", "checkpoints")
+      if os.path.isdir(ckpt_dir) and os.listdir(ckpt_dir):
+        _damage_newest(ckpt_dir)
+    proc = subprocess.run(
+        [sys.executable, str(script), workdir], cwd=REPO, timeout=240,
+        capture_output=True, text=True,
+        env=dict(os.environ, JAX_PLATFORMS="cpu", KILL_AT=str(kill_at),
+                 KILL_MODE=mode, PYTHONPATH=REPO,
+                 # Later children load what the first one compiled.
+                 JAX_COMPILATION_CACHE_DIR=str(tmp_path / "jax_cache"),
+                 JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+                 JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0"))
+    if kill_at:
+      assert proc.returncode in (-signal.SIGKILL, 0), proc.stderr[-3000:]
+      killed += proc.returncode == -signal.SIGKILL
+    else:
+      assert proc.returncode == 0, proc.stderr[-3000:]
+  assert killed >= 2
+  with open(os.path.join(workdir, "vae", "summary.json")) as fh:
+    summary = json.load(fh)
+  for key in ("final_valid_neg_elbo", "final_test_neg_iwae",
+              "final_train_neg_elbo", "final_grad_variance", "final_epoch",
+              "best_valid_neg_elbo"):
+    assert summary[key] == vae_full[1][key], key
+  assert _rows(os.path.join(workdir, "vae")) == _rows(vae_full[0])
+  _steps_once(os.path.join(workdir, "vae"))
+  rl_dir = os.path.join(workdir, "rl", "arsm")
+  assert _rows(rl_dir) == _rows(os.path.join(rl_full[0], "arsm"))
+  saved = runs.load_result(rl_dir)
+  for key, value in rl_full[1]["curves"]["arsm"].items():
+    np.testing.assert_array_equal(saved[key], value, key)
+  _steps_once(rl_dir)
