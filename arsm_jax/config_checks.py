@@ -87,6 +87,14 @@ def non_negative_number(config, field: str) -> float:
   return float(value)
 
 
+def boolean(config, field: str) -> bool:
+  """``True`` or ``False`` (not a number or a string)."""
+  value = config[field]
+  if not isinstance(value, (bool, np.bool_)):
+    raise fail(field, value, "True or False")
+  return bool(value)
+
+
 def widths(config, field: str) -> tuple[int, ...]:
   """A non-empty tuple of positive ints (a single int is one width)."""
   value = config[field]

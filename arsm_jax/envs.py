@@ -11,13 +11,16 @@ Unlike gymnax's own ``Environment.step`` (which in gymnax 1.x returns six
 values, ``obs, state, reward, terminated, truncated, info``, and resets
 automatically), :meth:`JaxEnv.step` never resets: the learners keep the step
 count themselves and end an episode at ``terminated`` or at the step cap
-``max_steps``. The cap therefore acts as a time limit that is part of the
-state (the step index), the same for the observed episode and for every
-rollout branching off it.
+``max_steps``. ``terminated`` is the natural termination only (gymnax's
+``step_env`` leaves the time limit out), so an episode that reaches the cap
+without it was truncated. The cap therefore acts as a time limit that is
+part of the state (the step index), the same for the observed episode and
+for every rollout branching off it.
 
 LunarLander-v3 (gymnasium with Box2D) is simulated outside JAX, on the host:
 its state cannot be copied, so it has no :class:`JaxEnv`; the ARSM learner
-reaches visited states by replay in :mod:`arsm_jax.rl.host`.
+reaches visited states by replay in :mod:`arsm_jax.rl.host`, where the
+learners without rollouts also collect their episodes.
 """
 
 from __future__ import annotations
@@ -79,7 +82,7 @@ def make(name: str, max_steps: int = 0) -> JaxEnv:
   if name in HOST_ENVS:
     raise ValueError(
         f"{name} is simulated outside JAX and has no JaxEnv; use "
-        "arsm_jax.rl.host.HostArsm (only the arsm learner supports it).")
+        "arsm_jax.rl.host (HostArsm for arsm, HostBatch for the others).")
   if name not in _GYMNAX:
     raise ValueError(
         f"Unsupported environment {name!r}; supported: {', '.join(SUPPORTED)}.")

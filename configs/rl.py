@@ -14,11 +14,15 @@ Each command runs ``arsm`` and ``a2c`` (``--config.learner=arsm`` for one)
 for 900 episodes x 10 seeds. On a loaded 2-core machine it took about 2.5
 minutes for CartPole and 6 minutes for Acrobot (compilation included; most of
 it ARSM's rollouts and the variance measurements). Presets:
-``cartpole`` (the default), ``cartpole_arsm``, ``cartpole_a2c``, ``acrobot``,
-``acrobot_arsm``, ``acrobot_a2c``, ``lunarlander`` (ARSM only, rollouts by
+``cartpole`` (the default), ``cartpole_arsm``, ``cartpole_a2c``,
+``cartpole_relax``, ``cartpole_authors`` (ARSM with the authors' rollout
+budget rule and 3000-step cap), the same five for ``acrobot``,
+``lunarlander`` (ARSM, seeds one after another, rollouts by
 replay on the host: about 0.3 s per episode while the lander crashes within
 ~100 steps, and up to ~16,000 replayed and rolled-out steps per episode once
-it survives 1,000 steps), ``tiny`` (a few short CartPole episodes, for
+it survives 1,000 steps; ``--config.learner=a2c,relax`` collect one host
+episode per seed over the worker processes and update all seeds at once),
+``tiny`` (a few short CartPole episodes, for
 tests).
 """
 
@@ -29,10 +33,10 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.experiment = "rl"
   # Environment: 'CartPole-v1' or 'Acrobot-v1' (gymnax), or 'LunarLander-v3'
-  # (gymnasium + Box2D on the host: arsm only, variance_every = 0).
+  # (gymnasium + Box2D on the host, variance_every = 0).
   config.env = "CartPole-v1"
   # Comma-separated learners, run one after the other: arsm, a2c,
-  # reinforce_ma.
+  # reinforce_ma, relax.
   config.learner = "arsm,a2c"
   # Independent runs, vmapped together.
   config.num_seeds = 10
@@ -41,21 +45,41 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
   # Adam step size of the policy (and of A2C's critic: critic_learning_rate).
   config.learning_rate = 0.03
   config.critic_learning_rate = 0.03
+  # RELAX: Adam step size of the control variate c_phi(s, z) (its own Adam;
+  # phi descends the gradient of the squared norm of the policy gradient).
+  config.relax_learning_rate = 0.03
+  # RELAX: initial Gumbel-Softmax temperature of the relaxed actions c_phi
+  # sees (learned with phi afterwards).
+  config.relax_temperature = 0.5
   # Discount.
   config.gamma = 0.99
   # ARSM: at most this many pseudo-action rollouts per episode (the authors:
   # 16); 0 or -1 = uncapped, every step with a distinct pseudo action.
   config.max_rollouts = 16
+  # ARSM: which steps get rollouts when the cap binds. 'unbiased' (ours):
+  # S = max(1, max_rollouts // (C - 1)) eligible steps drawn uniformly,
+  # their gradients reweighted by N / S. 'authors': eligible steps in a
+  # random order, each taken while its rollouts still fit in max_rollouts,
+  # the rest get zero gradient, no reweighting (biased when the cap binds).
+  config.rollout_budget = "unbiased"
   # ARSM: rollouts reuse the episode's random numbers for their later actions
   # (common random numbers; still unbiased, see arsm_jax.rl.learners).
   config.common_random_numbers = False
   # Step cap of an episode (and of every rollout from it); 0 = the
-  # environment's own limit (500 for CartPole-v1 and Acrobot-v1).
+  # environment's own limit (500 for CartPole-v1 and Acrobot-v1, 1000 for
+  # LunarLander-v3). The authors capped true and pseudo episodes at 3000.
   config.max_episode_steps = 0
+  # After each update, run one test episode of the updated stochastic policy
+  # and log its reward (test_reward) beside the training episode's (the
+  # authors plotted the test episode's). Not counted in env_steps.
+  config.test_episode = True
   # Hidden layer widths of the policy (and critic) MLPs.
   config.hidden = (10, 10)
   # A2C: GAE lambda (1.0 = Monte-Carlo advantages).
   config.gae_lambda = 0.95
+  # A2C: bootstrap from V(s_T) when the step cap cuts an episode (not when it
+  # terminates); False treats the cap as termination.
+  config.a2c_bootstrap_truncated = True
   # reinforce_ma: decay of the moving-average baseline.
   config.baseline_decay = 0.9
   # Measure the policy-gradient variance every this many episodes (0 = never)
@@ -66,21 +90,31 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
   config.moving_average_window = 100
   # Save a resumable checkpoint every this many episodes (0 = only results).
   config.checkpoint_every = 100
-  # Worker processes for the host rollouts (LunarLander only).
+  # Worker processes for the host rollouts (arsm) or the seeds' episodes
+  # (other learners); LunarLander only.
   config.num_workers = 1
   # Seed of seed 0; run i uses fold_in(PRNGKey(seed), i).
   config.seed = 0
   # Draw rl.png at the end.
   config.plot = True
+  # True empties the workdir's run of each learner and starts it again.
+  config.fresh = False
 
-  if preset in ("", "cartpole"):
+  env_presets = {"cartpole": "CartPole-v1", "acrobot": "Acrobot-v1"}
+  env_part, _, learner_part = preset.partition("_")
+  if preset == "":
     pass
-  elif preset in ("cartpole_arsm", "cartpole_a2c"):
-    config.learner = preset.split("_", 1)[1]
-  elif preset in ("acrobot", "acrobot_arsm", "acrobot_a2c"):
-    config.env = "Acrobot-v1"
-    if "_" in preset:
-      config.learner = preset.split("_", 1)[1]
+  elif env_part in env_presets and learner_part in (
+      "", "arsm", "a2c", "relax", "authors"):
+    config.env = env_presets[env_part]
+    if learner_part == "authors":
+      # ARSM with the authors' protocol: their rollout budget rule and their
+      # 3000-step cap for true and pseudo episodes.
+      config.learner = "arsm"
+      config.rollout_budget = "authors"
+      config.max_episode_steps = 3000
+    elif learner_part:
+      config.learner = learner_part
   elif preset == "lunarlander":
     config.env = "LunarLander-v3"
     config.learner = "arsm"
@@ -99,6 +133,7 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
   else:
     raise ValueError(
         f"Unknown rl preset {preset!r}; known: cartpole, cartpole_arsm, "
-        "cartpole_a2c, acrobot, acrobot_arsm, acrobot_a2c, lunarlander, "
-        "tiny.")
+        "cartpole_a2c, cartpole_relax, cartpole_authors, acrobot, "
+        "acrobot_arsm, acrobot_a2c, acrobot_relax, acrobot_authors, "
+        "lunarlander, tiny.")
   return config

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from arsm_jax import envs
+from arsm_jax import runs
 from arsm_jax.models import policy as policy_lib
 from arsm_jax.rl import learners
 from arsm_jax.tasks import rl
@@ -210,9 +211,47 @@ def test_lunarlander_tiny_run(tmp_path):
   assert curves["reward"].shape == (2, 2)
   assert np.all(curves["num_rollouts"] <= config.max_rollouts)
   assert np.all(curves["env_steps"] >= curves["length"])
-  config.learner = "arsm,a2c"
-  with pytest.raises(ValueError, match="only the arsm"):
+  config.learner = "arsm,a2c,relax"
+  assert rl.validate_config(config) == ["arsm", "a2c", "relax"]
+  config.common_random_numbers = True
+  with pytest.raises(ValueError, match="common_random_numbers"):
     rl.validate_config(config)
+
+
+@pytest.mark.slow
+def test_lunarlander_a2c_resumes_like_an_uninterrupted_run(tmp_path,
+                                                           monkeypatch):
+  pytest.importorskip("Box2D")
+  config = rl_config.get_config("lunarlander")
+  config.learner = "a2c"
+  config.num_seeds, config.num_episodes = 2, 4
+  config.max_episode_steps, config.num_workers = 20, 1
+  config.moving_average_window, config.checkpoint_every = 2, 2
+  config.plot = False
+  resumed = str(tmp_path / "resumed")
+
+  class Interrupted(Exception):
+    pass
+
+  def report(self, step, extra=None, force=False):
+    del self, extra, force
+    if step == 3:
+      raise Interrupted()
+
+  with monkeypatch.context() as m:
+    m.setattr(rl.writers.ProgressReporter, "__call__", report)
+    with pytest.raises(Interrupted):
+      rl.train_and_evaluate(config, resumed)
+  assert os.listdir(os.path.join(resumed, "a2c", "checkpoints"))  # episode 2
+  out = rl.train_and_evaluate(config, resumed)["curves"]["a2c"]
+  full_dir = str(tmp_path / "full")
+  full = rl.train_and_evaluate(config, full_dir)["curves"]["a2c"]
+  assert out["reward"].shape == out["test_reward"].shape == (4, 2)
+  assert np.all(out["num_rollouts"] == 0)
+  for key, value in full.items():
+    np.testing.assert_array_equal(out[key], value, err_msg=key)
+  assert runs.read_rows(os.path.join(resumed, "a2c")) == runs.read_rows(
+      os.path.join(full_dir, "a2c"))
 
 
 @pytest.mark.parametrize("field,value,match", [
@@ -221,6 +260,8 @@ def test_lunarlander_tiny_run(tmp_path):
     ("variance_draws", 1, "variance_draws"),
     ("gamma", 1.5, "gamma"),
     ("max_rollouts", -2, "max_rollouts"),
+    ("test_episode", None, "test_episode must be True or False"),
+    ("a2c_bootstrap_truncated", None, "a2c_bootstrap_truncated"),
 ])
 def test_config_validated_before_compiling(field, value, match):
   config = rl_config.get_config("tiny")
@@ -278,6 +319,16 @@ def test_train_and_evaluate_tiny_resumes_and_rerun_skips(tmp_path,
     steps = [json.loads(line)["step"] for line in fh
              if "reward_median" in line]
   assert steps == list(range(1, config.num_episodes + 1))
+  # The policy diagnostics and the test episodes (tiny has test_episode).
+  with open(metrics) as fh:
+    last = json.loads(fh.readlines()[-1])
+  for key in ("entropy_median", "eligible_fraction_p90", "test_reward_median",
+              "test_moving_average_median"):
+    assert np.isfinite(last[key]), key
+  assert len(summary["test_episodes_to_solve"]) == config.num_seeds
+  assert 0 <= summary["final_eligible_fraction_median"] <= 1
+  assert curves["test_reward"].shape == curves["entropy"].shape == (
+      config.num_episodes, config.num_seeds)
   stamp = os.path.getmtime(metrics)
   again = rl.train_and_evaluate(config, workdir)
   assert os.path.getmtime(metrics) == stamp

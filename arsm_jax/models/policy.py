@@ -1,4 +1,4 @@
-"""The RL policy and value networks: ReLU MLPs (two hidden layers of 10)."""
+"""RL networks: the policy, the A2C critic, the RELAX control variate."""
 
 from __future__ import annotations
 
@@ -42,3 +42,21 @@ class Value(nn.Module):
   @nn.compact
   def __call__(self, obs: jax.Array) -> jax.Array:
     return MLP(num_outputs=1, hidden=tuple(self.hidden))(obs)[..., 0]
+
+
+class ControlVariate(nn.Module):
+  r"""RELAX's control variate :math:`c_\varphi(s, z)`: an MLP of the state
+  and the relaxed action.
+
+  ``(obs [..., D], relaxed [..., C]) -> [...]``: the observation and the
+  relaxed (Gumbel-Softmax) action are concatenated and mapped through ReLU
+  hidden layers to a scalar.
+  """
+
+  hidden: Sequence[int] = (10, 10)
+
+  @nn.compact
+  def __call__(self, obs: jax.Array, relaxed: jax.Array) -> jax.Array:
+    x = jnp.concatenate([jnp.asarray(obs, jnp.float32),
+                         jnp.asarray(relaxed, jnp.float32)], axis=-1)
+    return MLP(num_outputs=1, hidden=tuple(self.hidden))(x)[..., 0]

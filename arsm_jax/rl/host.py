@@ -1,4 +1,8 @@
-r"""ARSM for a simulator outside JAX: LunarLander (gymnasium, Box2D).
+r"""Learners on a simulator outside JAX: LunarLander (gymnasium, Box2D).
+
+ARSM (:class:`HostArsm`) reaches visited states by replay, below; the
+learners without rollouts (:class:`HostBatch`) only collect episodes on the
+host.
 
 A Box2D world cannot be copied, so a visited state is reached again the way
 the authors did it: reset with the episode's seed and replay the action
@@ -95,7 +99,7 @@ def collect(name: str, layers, seed: int, rng_seed: int, max_steps: int):
       "log_pi": np.zeros((max_steps, num_actions), np.float32),
       "logits": np.zeros((max_steps, num_actions), np.float32),
   }
-  t = 0
+  t, terminated = 0, False
   while t < max_steps:
     logits = numpy_logits(layers, obs)
     pi, log_pi, action = augment(rng_seed, t, logits)
@@ -107,6 +111,8 @@ def collect(name: str, layers, seed: int, rng_seed: int, max_steps: int):
     if terminated:
       break
   out["length"] = t
+  out["final_obs"] = np.asarray(obs, np.float32)
+  out["terminated"] = bool(terminated)
   return out
 
 
@@ -158,11 +164,16 @@ class HostArsm:
     max_steps: step cap (0 = the environment's, 1000 for LunarLander-v3).
     hidden: hidden widths of the policy.
     num_workers: worker processes for the rollouts (1 = in this process).
+    rollout_budget: the rule when the cap binds
+      (:data:`~arsm_jax.rl.learners.ROLLOUT_BUDGETS`).
+    test_episode: after each update, run one episode of the updated policy
+      and report its reward as ``test_reward``.
   """
 
   def __init__(self, name: str, *, learning_rate: float, gamma: float,
                max_rollouts: int, max_steps: int = 0,
-               hidden: tuple[int, ...] = (10, 10), num_workers: int = 1):
+               hidden: tuple[int, ...] = (10, 10), num_workers: int = 1,
+               rollout_budget: str = "unbiased", test_episode: bool = False):
     if name not in HOST_ENVS:
       raise ValueError(f"Unsupported host environment {name!r}; supported: "
                        f"{', '.join(HOST_ENVS)}.")
@@ -173,6 +184,10 @@ class HostArsm:
     self.num_actions = int(env.action_space.n)
     self.obs_shape = tuple(env.observation_space.shape)
     self.gamma = gamma
+    self.test_episode = test_episode
+    if rollout_budget not in learners.ROLLOUT_BUDGETS:
+      raise ValueError(f"rollout_budget must be one of "
+                       f"{learners.ROLLOUT_BUDGETS}; got {rollout_budget!r}.")
     self.net = policy_lib.policy(self.num_actions, hidden)
     self.tx = optax.adam(learning_rate)
     self._pool: Optional[concurrent.futures.Executor] = None
@@ -189,8 +204,11 @@ class HostArsm:
           pi=arrays["pi"], log_pi=arrays["log_pi"], logits=arrays["logits"],
           mask=mask,
           returns=learners.discounted_returns(arrays["rewards"], mask, gamma),
-          length=jnp.asarray(arrays["length"], jnp.int32))
-      plan = learners.plan_rollouts(ep, key, max_rollouts=max_rollouts)
+          length=jnp.asarray(arrays["length"], jnp.int32),
+          final_obs=arrays["final_obs"],
+          terminated=jnp.asarray(arrays["terminated"], bool))
+      plan = learners.plan_rollouts(ep, key, max_rollouts=max_rollouts,
+                                    rollout_budget=rollout_budget)
       seeds = jax.vmap(jax.vmap(
           lambda k: jax.random.randint(k, (), 0, 2**31 - 1)))(plan.keys)
       return plan, seeds
@@ -249,4 +267,122 @@ class HostArsm:
     info = {k: np.asarray(v) for k, v in info.items()}
     info["replay_steps"] = np.asarray(replay_steps)
     info["env_steps"] = info["env_steps"] + replay_steps
+    if self.test_episode:
+      test_seed, test_rng = (int(x) for x in jax.random.randint(
+          learners.test_episode_key(key), (2,), 0, 2**31 - 1))
+      test = collect(self.name, numpy_params(state.params), test_seed,
+                     test_rng, self.max_steps)
+      info["test_reward"] = np.asarray(
+          np.sum(test["rewards"][:test["length"]], dtype=np.float32))
     return state, info
+
+
+def collect_job(job) -> dict[str, Any]:
+  """:func:`collect` from one tuple (for a process pool)."""
+  return collect(*job)
+
+
+class HostBatch:
+  """The learners without rollouts (a2c, relax, reinforce_ma) on a host
+  simulator, all seeds per update.
+
+  Each update collects one episode per seed on the host (the seeds'
+  episodes spread over ``num_workers`` processes), pads them into
+  :class:`~arsm_jax.rl.learners.Episode` buffers of the step cap, and applies
+  the learner's ``update_from_episode`` to all seeds at once (jitted and
+  ``vmap``-ped). The same interface as a jitted, vmapped
+  :attr:`~arsm_jax.rl.learners.Learner.update`: ``update(states, keys)``
+  with per-seed keys ``[S, 2]``.
+
+  Args:
+    name: environment id (a key of :data:`HOST_ENVS`).
+    learner: ``'a2c'``, ``'relax'`` or ``'reinforce_ma'``.
+    max_steps: step cap (0 = the environment's).
+    num_workers: worker processes for the episodes (1 = in this process).
+    test_episode: also run one episode of each updated policy and report
+      its reward as ``test_reward``.
+    **kwargs: the other arguments of
+      :func:`~arsm_jax.rl.learners.make_learner`.
+  """
+
+  def __init__(self, name: str, learner: str, *, max_steps: int = 0,
+               num_workers: int = 1, test_episode: bool = False, **kwargs):
+    if name not in HOST_ENVS:
+      raise ValueError(f"Unsupported host environment {name!r}; supported: "
+                       f"{', '.join(HOST_ENVS)}.")
+    if learner == "arsm":
+      raise ValueError("arsm on a host simulator needs replayed rollouts: "
+                       "use HostArsm.")
+    self.name = name
+    self.max_steps = max_steps or HOST_ENVS[name][0]
+    env = _make(name)
+    self.num_actions = int(env.action_space.n)
+    self.obs_shape = tuple(env.observation_space.shape)
+    self.test_episode = test_episode
+
+    def no_jax_env(*args):
+      raise NotImplementedError(f"{name} is simulated on the host.")
+
+    jax_env = envs.JaxEnv(name=name, num_actions=self.num_actions,
+                          obs_shape=self.obs_shape, max_steps=self.max_steps,
+                          solved_threshold=HOST_ENVS[name][1],
+                          reset=no_jax_env, step=no_jax_env)
+    self.learner = learners.make_learner(learner, jax_env, **kwargs)
+    gamma = kwargs["gamma"]
+    self._pool: Optional[concurrent.futures.Executor] = None
+    if num_workers > 1:
+      self._pool = concurrent.futures.ProcessPoolExecutor(
+          num_workers, mp_context=multiprocessing.get_context("spawn"))
+
+    def episode(arrays):
+      mask = jnp.arange(self.max_steps) < arrays["length"]
+      return learners.Episode(
+          obs=arrays["obs"], states=jnp.zeros((self.max_steps,)),
+          actions=arrays["actions"], rewards=arrays["rewards"],
+          pi=arrays["pi"], log_pi=arrays["log_pi"], logits=arrays["logits"],
+          mask=mask,
+          returns=learners.discounted_returns(arrays["rewards"], mask, gamma),
+          length=jnp.asarray(arrays["length"], jnp.int32),
+          final_obs=arrays["final_obs"],
+          terminated=jnp.asarray(arrays["terminated"], bool))
+
+    def update(states, arrays, keys):
+      eps = jax.vmap(episode)(arrays)
+      return jax.vmap(self.learner.update_from_episode)(states, eps, keys)
+
+    self._update = jax.jit(update)
+    self.init = jax.jit(jax.vmap(self.learner.init))
+
+  def close(self):
+    if self._pool is not None:
+      self._pool.shutdown()
+
+  def _collect(self, params, keys) -> list[dict[str, Any]]:
+    """One host episode per seed from per-seed keys ``[S, 2]``."""
+    seeds = np.asarray(jax.vmap(
+        lambda k: jax.random.randint(k, (2,), 0, 2**31 - 1))(keys))
+    jobs = []
+    for s in range(seeds.shape[0]):
+      layers = numpy_params(jax.tree_util.tree_map(lambda x, s=s: x[s],
+                                                   params))
+      jobs.append((self.name, layers, int(seeds[s, 0]), int(seeds[s, 1]),
+                   self.max_steps))
+    if self._pool is not None and len(jobs) > 1:
+      return list(self._pool.map(collect_job, jobs))
+    return [collect_job(job) for job in jobs]
+
+  def update(self, states: learners.TrainState,
+             keys) -> tuple[learners.TrainState, dict[str, Any]]:
+    """One training episode per seed; ``info`` holds ``[S]`` arrays."""
+    k_ep, k_aux = jnp.moveaxis(jax.vmap(jax.random.split)(keys), 1, 0)
+    episodes = self._collect(states.params, k_ep)
+    arrays = {k: np.stack([np.asarray(ep[k]) for ep in episodes])
+              for k in episodes[0]}
+    states, info = self._update(states, arrays, k_aux)
+    info = {k: np.asarray(v) for k, v in info.items()}
+    if self.test_episode:
+      tests = self._collect(states.params,
+                            jax.vmap(learners.test_episode_key)(keys))
+      info["test_reward"] = np.asarray(
+          [np.sum(t["rewards"][:t["length"]]) for t in tests], np.float32)
+    return states, info

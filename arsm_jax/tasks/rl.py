@@ -31,10 +31,16 @@ and the fields only other learners use (``LEARNER_FIELDS``): under any other
 change the rerun is refused, naming the differing fields, unless
 ``config.fresh`` is set (the learner's folder is emptied and it runs again).
 
-LunarLander-v3 (gymnasium, Box2D) runs outside JAX: seeds one after the
-other, ARSM only, rollouts by replay on the host (:mod:`arsm_jax.rl.host`),
-no variance measurement; ``env_steps`` then also counts the replayed prefix
-steps.
+LunarLander-v3 (gymnasium, Box2D) runs outside JAX (:mod:`arsm_jax.rl.host`),
+with no variance measurement: ARSM seeds one after the other, rollouts by
+replay (``env_steps`` then also counts the replayed prefix steps); the
+learners without rollouts collect one host episode per seed and update all
+seeds at once.
+
+Per episode every learner also logs the policy's mean entropy and the
+fraction of steps with a pseudo action that differs from the action, and
+(``test_episode``) the reward of one test episode of the updated stochastic
+policy (the authors' score), with its own episodes to solve.
 
 Solved (gym's rule): episode e >= W counts as solved when the mean reward of
 episodes e-W+1..e is at least the threshold (CartPole-v1: 475, Acrobot-v1:
@@ -44,6 +50,7 @@ such e, ``null`` when never reached.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from typing import Any
@@ -73,9 +80,13 @@ LOG_VARIANCE_FLOOR = float(np.log(1e-30))
 LEARNER_FIELDS = {
     "max_rollouts": ("arsm",),
     "common_random_numbers": ("arsm",),
+    "rollout_budget": ("arsm",),
     "critic_learning_rate": ("a2c",),
     "gae_lambda": ("a2c",),
+    "a2c_bootstrap_truncated": ("a2c",),
     "baseline_decay": ("reinforce_ma",),
+    "relax_temperature": ("relax",),
+    "relax_learning_rate": ("relax",),
 }
 # Fields that may differ between a run and its resumption.
 RESUMABLE_FIELDS = ("learner", "checkpoint_every", "num_workers")
@@ -92,11 +103,17 @@ def validate_config(config) -> list[str]:
   for field in ("num_seeds", "num_episodes", "moving_average_window",
                 "num_workers"):
     checks.integer(config, field, low=1)
-  for field in ("learning_rate", "critic_learning_rate"):
+  for field in ("learning_rate", "critic_learning_rate",
+                "relax_learning_rate", "relax_temperature"):
     checks.positive_number(config, field)
   checks.number(config, "gamma", 0.0, 1.0, low_open=True)
   checks.number(config, "gae_lambda", 0.0, 1.0)
   checks.number(config, "baseline_decay", 0.0, 1.0, high_open=True)
+  checks.choice(config, "rollout_budget", learners_lib.ROLLOUT_BUDGETS,
+                noun="rollout budget")
+  for field in ("test_episode", "a2c_bootstrap_truncated",
+                "common_random_numbers"):
+    checks.boolean(config, field)
   if config.max_rollouts < -1:
     raise checks.fail("max_rollouts", config.max_rollouts,
                       ">= 1, or 0 / -1 for uncapped")
@@ -108,9 +125,6 @@ def validate_config(config) -> list[str]:
   checks.integer(config, "checkpoint_every", low=0)
   names = learner_list(config)
   if config.env in envs.HOST_ENVS:
-    if names != ["arsm"]:
-      raise ValueError(f"{config.env} runs on the host, where only the arsm "
-                       f"learner is implemented; got learner={names}.")
     if config.common_random_numbers:
       raise checks.fail("common_random_numbers", True,
                         f"False for {config.env} (not implemented there)")
@@ -122,14 +136,25 @@ def validate_config(config) -> list[str]:
   return names
 
 
-def make_learner(name: str, config) -> learners_lib.Learner:
-  env = envs.make(config.env, config.max_episode_steps)
-  return learners_lib.make_learner(
-      name, env, learning_rate=config.learning_rate, gamma=config.gamma,
+def _learner_kwargs(config) -> dict[str, Any]:
+  """The options of :func:`arsm_jax.rl.learners.make_learner` (each learner
+  reads its own; :data:`LEARNER_FIELDS`)."""
+  return dict(
+      learning_rate=config.learning_rate, gamma=config.gamma,
       max_rollouts=config.max_rollouts, hidden=tuple(config.hidden),
       critic_learning_rate=config.critic_learning_rate,
       gae_lambda=config.gae_lambda, baseline_decay=config.baseline_decay,
-      common_random_numbers=config.common_random_numbers)
+      common_random_numbers=config.common_random_numbers,
+      rollout_budget=config.rollout_budget,
+      a2c_bootstrap_truncated=config.a2c_bootstrap_truncated,
+      relax_temperature=config.relax_temperature,
+      relax_learning_rate=config.relax_learning_rate)
+
+
+def make_learner(name: str, config) -> learners_lib.Learner:
+  env = envs.make(config.env, config.max_episode_steps)
+  return learners_lib.make_learner(name, env, test_episode=config.test_episode,
+                                   **_learner_kwargs(config))
 
 
 def solved_threshold(config) -> float:
@@ -209,12 +234,48 @@ def _grad_log_variance(learner: learners_lib.Learner, draws: int):
   return jax.jit(measure)
 
 
-def _empty_history(num_episodes: int, num_seeds: int) -> dict[str, Any]:
+def _empty_history(config) -> dict[str, Any]:
   """Per-episode arrays ``[E, S]``, filled in as episodes finish."""
-  return {"reward": np.zeros((num_episodes, num_seeds), np.float32),
-          "length": np.zeros((num_episodes, num_seeds), np.int32),
-          "num_rollouts": np.zeros((num_episodes, num_seeds), np.int32),
-          "env_steps": np.zeros((num_episodes, num_seeds), np.int32)}
+  shape = (config.num_episodes, config.num_seeds)
+  history = {"reward": np.zeros(shape, np.float32),
+             "length": np.zeros(shape, np.int32),
+             "num_rollouts": np.zeros(shape, np.int32),
+             "env_steps": np.zeros(shape, np.int32),
+             "entropy": np.zeros(shape, np.float32),
+             "eligible_fraction": np.zeros(shape, np.float32)}
+  if config.test_episode:
+    history["test_reward"] = np.zeros(shape, np.float32)
+  return history
+
+
+def _episode_scalars(info, ma, test_ma=None) -> dict[str, Any]:
+  """The logged metrics over seeds (the last axis) of ``info``'s arrays.
+
+  Args:
+    info: per-episode arrays, ``[S]`` (one episode) or ``[E, S]``.
+    ma: the moving-average reward, shaped like ``info["reward"]``.
+    test_ma: the same of the test episodes (``None`` without them).
+
+  Returns:
+    Scalars (or ``[E]`` arrays) by metric name.
+  """
+
+  def spread(prefix, x):
+    return {f"{prefix}_median": np.median(x, axis=-1),
+            f"{prefix}_p10": np.percentile(x, 10, axis=-1),
+            f"{prefix}_p90": np.percentile(x, 90, axis=-1)}
+
+  out = {"reward_median": np.median(info["reward"], axis=-1),
+         "reward_mean": np.mean(info["reward"], axis=-1),
+         **spread("moving_average", ma),
+         "num_rollouts_mean": np.mean(info["num_rollouts"], axis=-1),
+         "env_steps_mean": np.mean(info["env_steps"], axis=-1),
+         **spread("entropy", np.asarray(info["entropy"])),
+         **spread("eligible_fraction", np.asarray(info["eligible_fraction"]))}
+  if test_ma is not None:
+    out["test_reward_median"] = np.median(info["test_reward"], axis=-1)
+    out.update(spread("test_moving_average", test_ma))
+  return out
 
 
 def _numpy_tree(tree):
@@ -231,41 +292,71 @@ def _seed_keys(config):
 
 
 def _train_jax(name, config, logdir, checkpoints):
-  """All seeds of a JAX-environment learner, vmapped; one update per episode.
+  """All seeds of a learner, vmapped; one update per episode.
+
+  On a host simulator (learners without rollouts) the episodes are collected
+  on the host and only the updates are vmapped (:class:`host.HostBatch`).
 
   Everything logged at step e (the episode's rewards, the variance measured
   at the parameters after e updates) is written before the checkpoint of
   step e, so a resumed run cuts its metrics back to the checkpoint's step.
   """
-  learner = make_learner(name, config)
+  with contextlib.ExitStack() as stack:
+    if config.env in envs.HOST_ENVS:
+      from arsm_jax.rl import host  # pylint: disable=g-import-not-at-top
+      trainer = host.HostBatch(config.env, name,
+                               max_steps=config.max_episode_steps,
+                               num_workers=config.num_workers,
+                               test_episode=config.test_episode,
+                               **_learner_kwargs(config))
+      stack.callback(trainer.close)
+    else:
+      trainer = None
+    return _train_vmapped(name, config, logdir, checkpoints, trainer)
+
+
+def _train_vmapped(name, config, logdir, checkpoints, trainer):
+  """:func:`_train_jax` given the host trainer (``None`` for a JAX env)."""
   num_episodes, num_seeds = config.num_episodes, config.num_seeds
   every = config.variance_every
   init_keys, train_keys, var_keys = _seed_keys(config)
 
-  update = jax.jit(jax.vmap(learner.update))
-  variance = (_grad_log_variance(learner, config.variance_draws)
-              if every else None)
+  if trainer is not None:
+    learner = trainer.learner
+    update, variance = trainer.update, None
+  else:
+    learner = make_learner(name, config)
+    update = jax.jit(jax.vmap(learner.update))
+    variance = (_grad_log_variance(learner, config.variance_draws)
+                if every else None)
 
   def episode_keys(keys, e):
     return jax.vmap(lambda k: jax.random.fold_in(k, e))(keys)
 
   num_measures = -(-num_episodes // every) if every else 0
-  fresh = {"states": jax.vmap(learner.init)(init_keys),
-           "history": _empty_history(num_episodes, num_seeds),
-           "log_grad_variance": np.zeros((num_measures, num_seeds),
-                                         np.float32),
-           "train_seconds": np.zeros((), np.float32)}
-  saved, start = checkpoints.restore(fresh)
+  log_var = np.zeros((num_measures, num_seeds), np.float32)
+
+  def snapshot(states, history, log_var, train_seconds):
+    out = {"states": states, "history": history,
+           "train_seconds": np.float32(train_seconds)}
+    if num_measures:    # orbax refuses arrays of size zero
+      out["log_grad_variance"] = log_var
+    return out
+
+  saved, start = checkpoints.restore(snapshot(
+      jax.vmap(learner.init)(init_keys), _empty_history(config), log_var, 0))
   runs.truncate_metrics(logdir, start)
   states = saved["states"]
-  history, log_var = _numpy_tree(saved["history"]), np.array(
-      saved["log_grad_variance"])
+  history = _numpy_tree(saved["history"])
+  if num_measures:
+    log_var = np.array(saved["log_grad_variance"])
   train_seconds = float(saved["train_seconds"])
   if start:
     logging.info("rl: %s resumes at episode %d.", name, start)
 
   t0 = time.time()
-  update = update.lower(states, train_keys).compile()
+  if trainer is None:
+    update = update.lower(states, train_keys).compile()
   if variance is not None:
     variance = variance.lower(states, var_keys).compile()
   compile_seconds = time.time() - t0
@@ -293,35 +384,30 @@ def _train_jax(name, config, logdir, checkpoints):
       for k in history:
         history[k][e] = info[k]
       done = e + 1
-      ma = history["reward"][max(done - window, 0):done].mean(axis=0)  # [S]
-      writer.write_scalars(done, {
-          "reward_median": np.median(info["reward"]),
-          "reward_mean": np.mean(info["reward"]),
-          "moving_average_median": np.median(ma),
-          "moving_average_p10": np.percentile(ma, 10),
-          "moving_average_p90": np.percentile(ma, 90),
-          "num_rollouts_mean": np.mean(info["num_rollouts"]),
-          "env_steps_mean": np.mean(info["env_steps"])})
+      recent = slice(max(done - window, 0), done)
+      ma = history["reward"][recent].mean(axis=0)             # [S]
+      test_ma = (history["test_reward"][recent].mean(axis=0)  # [S]
+                 if "test_reward" in history else None)
+      writer.write_scalars(done, _episode_scalars(info, ma, test_ma))
       if variance is not None and done % every == 0 and done < num_episodes:
         measure(writer, done)
       progress(done, {"moving_average_median": np.median(ma)})
       if (config.checkpoint_every and done % config.checkpoint_every == 0
           and done < num_episodes):
         writer.flush()
-        checkpoints.save(done, {
-            "states": states, "history": history, "log_grad_variance": log_var,
-            "train_seconds": np.float32(train_seconds)})
+        checkpoints.save(done, snapshot(states, history, log_var,
+                                        train_seconds))
 
   var_episodes = np.arange(num_measures) * every
   return history, (var_episodes, log_var), train_seconds, compile_seconds
 
 
 def _train_host(name, config, logdir, checkpoints):
-  """Seeds one after the other on a host simulator (ARSM only, no variance)."""
+  """ARSM's seeds one after the other on a host simulator (no variance)."""
   from arsm_jax.rl import host  # pylint: disable=g-import-not-at-top
   t0 = time.time()
   num_episodes, num_seeds = config.num_episodes, config.num_seeds
-  fresh = {"history": _empty_history(num_episodes, num_seeds),
+  fresh = {"history": _empty_history(config),
            "seeds_done": np.zeros((), np.int32),
            "train_seconds": np.zeros((), np.float32)}
   saved, _ = checkpoints.restore(fresh)
@@ -334,7 +420,8 @@ def _train_host(name, config, logdir, checkpoints):
   trainer = host.HostArsm(
       config.env, learning_rate=config.learning_rate, gamma=config.gamma,
       max_rollouts=config.max_rollouts, max_steps=config.max_episode_steps,
-      hidden=tuple(config.hidden), num_workers=config.num_workers)
+      hidden=tuple(config.hidden), num_workers=config.num_workers,
+      rollout_budget=config.rollout_budget, test_episode=config.test_episode)
   init_keys, train_keys, _ = _seed_keys(config)
   compile_seconds = 0.0
   try:
@@ -359,17 +446,13 @@ def _train_host(name, config, logdir, checkpoints):
                                  "train_seconds": np.float32(train_seconds)})
   finally:
     trainer.close()
-  rewards = history["reward"]                                 # [E, S]
-  ma = moving_average(rewards, config.moving_average_window)
+  window = config.moving_average_window
+  ma = moving_average(history["reward"], window)              # [E, S]
+  test_ma = (moving_average(history["test_reward"], window)   # [E, S]
+             if "test_reward" in history else None)
   with writers.MetricWriter(logdir) as writer:
-    writer.write_many(np.arange(1, num_episodes + 1), {
-        "reward_median": np.median(rewards, axis=1),
-        "reward_mean": np.mean(rewards, axis=1),
-        "moving_average_median": np.median(ma, axis=1),
-        "moving_average_p10": np.percentile(ma, 10, axis=1),
-        "moving_average_p90": np.percentile(ma, 90, axis=1),
-        "num_rollouts_mean": np.mean(history["num_rollouts"], 1),
-        "env_steps_mean": np.mean(history["env_steps"], 1)})
+    writer.write_many(np.arange(1, num_episodes + 1),
+                      _episode_scalars(history, ma, test_ma))
   no_variance = (np.zeros((0,), np.int64), np.zeros((0, num_seeds)))
   return history, no_variance, train_seconds, compile_seconds
 
@@ -391,7 +474,7 @@ def run_learner(name: str, config, workdir: str) -> dict[str, Any]:
   runs.save_config(logdir, identity)
   checkpoints = runs.Checkpoints(logdir, max_to_keep=2, name=f"rl/{name}")
   try:
-    if config.env in envs.HOST_ENVS:
+    if config.env in envs.HOST_ENVS and name == "arsm":
       history, (var_episodes, log_var), train_seconds, compile_seconds = (
           _train_host(name, config, logdir, checkpoints))
     else:
@@ -426,7 +509,22 @@ def run_learner(name: str, config, workdir: str) -> dict[str, Any]:
       "env_steps_per_second": total_steps / max(train_seconds, 1e-9),
       "num_seeds": num_seeds,
       "num_episodes": config.num_episodes,
+      "final_entropy_median": float(np.median(curves["entropy"][-1])),
+      "final_eligible_fraction_median": float(
+          np.median(curves["eligible_fraction"][-1])),
   }
+  if "test_reward" in curves:
+    # The authors' score: one test episode of the stochastic policy after
+    # each update, with the same solved rule.
+    curves["test_moving_average"] = moving_average(curves["test_reward"],
+                                                   window)
+    test_solve = episodes_to_solve(curves["test_reward"], window, threshold)
+    result.update({
+        "test_episodes_to_solve": test_solve,
+        "median_test_episodes_to_solve": median_episodes(test_solve),
+        "num_test_solved": int(sum(v is not None for v in test_solve)),
+        "final_test_moving_average_median": float(
+            np.median(curves["test_moving_average"][-1]))})
   runs.save_result(logdir, result, curves)
   checkpoints.delete_all()
   logging.info("rl: %s on %s: episodes to solve %s (median %s), %.0f env "
@@ -449,7 +547,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   os.makedirs(workdir, exist_ok=True)
   results = {name: run_learner(name, config, workdir) for name in names}
   curve_keys = ("reward", "length", "num_rollouts", "env_steps",
-                "moving_average", "variance_episode", "log_grad_variance")
+                "moving_average", "variance_episode", "log_grad_variance",
+                "entropy", "eligible_fraction")
+  if config.test_episode:
+    curve_keys += ("test_reward", "test_moving_average")
   summary = {name: {k: v for k, v in r.items() if k not in curve_keys}
              for name, r in results.items()}
   writers.write_json(os.path.join(workdir, "summary.json"), {
