@@ -56,7 +56,7 @@ def test_fast_pseudo_actions_equal_naive(num_dims, num_cats):
     logits = scale * jax.random.normal(key_l, (num_dims, num_cats))
     aug = swap.augment(key_a, logits)
     fast = swap.pseudo_actions(aug.log_pi, logits)
-    naive = swap.pseudo_actions_naive(aug.log_pi, logits)
+    naive = swap._pseudo_actions_naive(aug.log_pi, logits)
     np.testing.assert_array_equal(fast, naive)
     # Symmetric, z on the diagonal.
     np.testing.assert_array_equal(fast, jnp.swapaxes(fast, 1, 2))
@@ -75,7 +75,7 @@ def test_pseudo_actions_with_masked_categories_equal_naive():
   for seed in range(5):
     aug = swap.augment(jax.random.PRNGKey(seed), logits)
     np.testing.assert_array_equal(swap.pseudo_actions(aug.log_pi, logits),
-                                  swap.pseudo_actions_naive(aug.log_pi, logits))
+                                  swap._pseudo_actions_naive(aug.log_pi, logits))
 
 
 def test_augmentation_has_the_categorical_law():

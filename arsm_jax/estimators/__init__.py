@@ -5,8 +5,12 @@
     >>> grad = est(key, logits, f)        # logits [K, C] -> grad [K, C]
 
 ``names()`` lists what is registered, ``get(name, **settings)`` returns an
-:class:`Estimator`, and ``exact_value`` gives the exact expectation by
-enumeration.
+:class:`Estimator`, ``describe()`` and ``info()`` say what each one is and
+costs, ``register`` adds one, and ``exact_value`` gives the exact expectation
+by enumeration. The building blocks (the Dirichlet augmentation and pseudo
+actions) live in ``arsm_jax.estimators.swap``; the behaviour on bad input
+(undefined distributions, keys, settings) is documented in
+``arsm_jax.estimators.base``.
 """
 
 from arsm_jax.estimators import arsm as _arsm  # noqa: F401  (registers)
@@ -16,19 +20,26 @@ from arsm_jax.estimators import multi as _multi  # noqa: F401
 from arsm_jax.estimators import reinforce as _reinforce  # noqa: F401
 from arsm_jax.estimators import relax as _relax  # noqa: F401
 from arsm_jax.estimators import relaxed as _relaxed  # noqa: F401
-from arsm_jax.estimators.base import (  # noqa: F401
+from arsm_jax.estimators.base import (
     Estimator,
+    EstimatorInfo,
     EstimatorOutput,
-    check_logits,
-    check_objective,
     describe,
     get,
+    info,
     names,
     register,
 )
-from arsm_jax.estimators.exact import exact_value  # noqa: F401
-from arsm_jax.estimators.swap import (  # noqa: F401
-    augment,
-    pseudo_actions,
-    pseudo_actions_naive,
-)
+from arsm_jax.estimators.exact import exact_value
+
+__all__ = [
+    "Estimator",
+    "EstimatorInfo",
+    "EstimatorOutput",
+    "describe",
+    "exact_value",
+    "get",
+    "info",
+    "names",
+    "register",
+]
