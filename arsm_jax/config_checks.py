@@ -49,14 +49,6 @@ def integer(config, field: str, low: Optional[int] = None,
   return int(value)
 
 
-def boolean(config, field: str) -> bool:
-  """True or False (not 0/1, not a string)."""
-  value = config[field]
-  if not isinstance(value, (bool, np.bool_)):
-    raise fail(field, value, "True or False")
-  return bool(value)
-
-
 def positive_number(config, field: str) -> float:
   """A finite number > 0."""
   value = config[field]

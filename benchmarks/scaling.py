@@ -78,7 +78,7 @@ def _fast_pv(k, logits):
 
 def _naive_pv(k, logits):
   aug = swap.augment(k, logits)
-  return swap.pseudo_actions_naive(aug.log_pi, logits)
+  return swap._pseudo_actions_naive(aug.log_pi, logits)
 
 
 def _sweep(label, sizes, shape_of, draws):

@@ -43,6 +43,36 @@ def test_estimators_are_hashable_and_compare_by_settings():
   assert a != estimators.get("exact", max_outcomes=11)
 
 
+def test_public_surface_is_the_contract():
+  import types
+  contract = {"Estimator", "EstimatorInfo", "EstimatorOutput", "describe",
+              "exact_value", "get", "info", "names", "register"}
+  assert set(estimators.__all__) == contract
+  public = {n for n, v in vars(estimators).items()
+            if not n.startswith("_") and not isinstance(v, types.ModuleType)}
+  assert public == contract, public ^ contract
+  assert not hasattr(swap, "pseudo_actions_naive")
+
+
+def test_info_reports_properties_cost_reference_and_settings():
+  info = estimators.info()
+  assert list(info) == estimators.names()
+  for name, entry in info.items():
+    est = estimators.get(name)
+    assert entry.description == estimators.describe()[name]
+    assert (entry.unbiased, entry.pathwise, entry.stateful) == (
+        est.unbiased, est.pathwise, est.stateful)
+  for name in UNBIASED + ("exact", "reinforce_loo", "arsm_multi", "ars_multi",
+                          "ar_multi"):
+    assert info[name].cost and info[name].reference, name
+  assert info["arsm"].settings == {"eval_batch_size": None,
+                                   "max_distinct": None,
+                                   "skip_if_all_equal": False}
+  assert info["arsm_multi"].settings["num_draws"] == 2
+  assert info["reinforce_loo"].settings == {"num_samples": 2}
+  assert "C(C-1)/2+1" in info["arsm"].cost and "Yin" in info["arsm"].reference
+
+
 # ---------------------------------------------------------------------------
 # Pseudo actions.
 
@@ -56,7 +86,7 @@ def test_fast_pseudo_actions_equal_naive(num_dims, num_cats):
     logits = scale * jax.random.normal(key_l, (num_dims, num_cats))
     aug = swap.augment(key_a, logits)
     fast = swap.pseudo_actions(aug.log_pi, logits)
-    naive = swap.pseudo_actions_naive(aug.log_pi, logits)
+    naive = swap._pseudo_actions_naive(aug.log_pi, logits)
     np.testing.assert_array_equal(fast, naive)
     # Symmetric, z on the diagonal.
     np.testing.assert_array_equal(fast, jnp.swapaxes(fast, 1, 2))
@@ -75,7 +105,7 @@ def test_pseudo_actions_with_masked_categories_equal_naive():
   for seed in range(5):
     aug = swap.augment(jax.random.PRNGKey(seed), logits)
     np.testing.assert_array_equal(swap.pseudo_actions(aug.log_pi, logits),
-                                  swap.pseudo_actions_naive(aug.log_pi, logits))
+                                  swap._pseudo_actions_naive(aug.log_pi, logits))
 
 
 def test_augmentation_has_the_categorical_law():

@@ -5,8 +5,12 @@
     >>> grad = est(key, logits, f)        # logits [K, C] -> grad [K, C]
 
 ``names()`` lists what is registered, ``get(name, **settings)`` returns an
-:class:`Estimator`, and ``exact_value`` gives the exact expectation by
-enumeration.
+:class:`Estimator`, ``describe()`` and ``info()`` say what each one is and
+costs, ``register`` adds one, and ``exact_value`` gives the exact expectation
+by enumeration. The building blocks (the Dirichlet augmentation and pseudo
+actions) live in ``arsm_jax.estimators.swap``; the behaviour on bad input
+(undefined distributions, keys, settings) is documented in
+``arsm_jax.estimators.base``.
 """
 
 from arsm_jax.estimators import arsm as _arsm  # noqa: F401  (registers)
@@ -20,29 +24,26 @@ from arsm_jax.estimators import relax as _relax  # noqa: F401
 from arsm_jax.estimators import relaxed as _relaxed  # noqa: F401
 from arsm_jax.estimators import unordered as _unordered  # noqa: F401
 from arsm_jax.estimators import wor as _wor  # noqa: F401
-from arsm_jax.estimators.base import (  # noqa: F401
+from arsm_jax.estimators.base import (
     Estimator,
+    EstimatorInfo,
     EstimatorOutput,
-    check_logits,
-    check_objective,
     describe,
     get,
+    info,
     names,
     register,
 )
-from arsm_jax.estimators.exact import exact_value  # noqa: F401
+from arsm_jax.estimators.exact import exact_value
 
-# The public surface: the contract, the registry and its checks. The
-# building blocks of ARSM (augment, pseudo actions, and the naive O(K C^3)
-# reference kept for tests and benchmarks) are in arsm_jax.estimators.swap.
 __all__ = [
     "Estimator",
+    "EstimatorInfo",
     "EstimatorOutput",
-    "check_logits",
-    "check_objective",
     "describe",
     "exact_value",
     "get",
+    "info",
     "names",
     "register",
 ]

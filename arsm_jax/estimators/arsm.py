@@ -21,6 +21,7 @@ References:
 
 from __future__ import annotations
 
+import numbers
 from typing import Optional
 
 import jax
@@ -77,7 +78,10 @@ def arsm(key, logits: Array, f: base.Objective, *,
     f: objective on one-hot ``[K, C]`` arrays, returning a scalar.
     eval_batch_size: evaluate f on the pseudo vectors in chunks of this size
       (``lax.map``) instead of all at once (``vmap``), to bound memory at
-      large C.
+      large C: each chunk builds its own ``[eval_batch_size, K, C]`` one-hot
+      vectors, so the scratch memory left is the ``O(K C^2)`` of the pseudo
+      actions themselves instead of the ``O(K C^3)`` of all their one-hot
+      vectors. The estimate is the same either way.
     max_distinct: evaluation saving for expensive f (K > 1): evaluate f only
       on the distinct pseudo vectors, in a buffer of this static size. When a
       draw has more distinct vectors than that, it falls back to evaluating
@@ -97,9 +101,6 @@ def arsm(key, logits: Array, f: base.Objective, *,
     categories instead; the number of distinct pseudo vectors with
     ``max_distinct``), or 1 for a skipped draw with ``skip_if_all_equal``.
   """
-  if max_distinct is not None and int(max_distinct) < 1:
-    raise ValueError(f"arsm: max_distinct must be >= 1 or None; got "
-                     f"{max_distinct}.")
   dtype = logits.dtype
   num_dims, num_cats = logits.shape
   aug = swap.augment(key, logits)
@@ -112,8 +113,13 @@ def arsm(key, logits: Array, f: base.Objective, *,
     # One dimension: every pseudo vector is one of the C one-hot vectors, so
     # C evaluations (never more than C(C-1)/2 + 1) give the whole matrix.
     def evaluate(_):
-      table = base.evaluate_many(f, jnp.eye(num_cats, dtype=dtype)[:, None],
-                                 dtype, eval_batch_size)    # [C]
+      if eval_batch_size is None:
+        table = base.evaluate_many(
+            f, jnp.eye(num_cats, dtype=dtype)[:, None], dtype)  # [C]
+      else:
+        cats = jnp.arange(num_cats, dtype=jnp.int32)[:, None]  # [C, 1]
+        table = base.evaluate_indices(f, cats, num_cats, dtype,
+                                      eval_batch_size)      # [C]
       return table[pv[0]], table[aug.z[0]], jnp.asarray(num_cats, jnp.int32)
 
   else:
@@ -122,16 +128,16 @@ def arsm(key, logits: Array, f: base.Objective, *,
     pairs = jnp.concatenate([pv[:, rows, cols], aug.z[:, None]], axis=1).T
 
     def evaluate_all(_):
-      values = base.evaluate_many(f, _onehot(pairs, num_cats, dtype), dtype,
-                                  eval_batch_size)          # [M + 1]
+      values = base.evaluate_indices(f, pairs, num_cats, dtype,
+                                     eval_batch_size)       # [M + 1]
       return values, jnp.asarray(num_full, jnp.int32)
 
     def evaluate_distinct(_):
       unique, inverse, count = _distinct_rows(pairs, int(max_distinct))
 
       def dedup(_):
-        values = base.evaluate_many(f, _onehot(unique, num_cats, dtype), dtype,
-                                    eval_batch_size)        # [capacity]
+        values = base.evaluate_indices(f, unique, num_cats, dtype,
+                                       eval_batch_size)     # [capacity]
         return values[inverse], count.astype(jnp.int32)
 
       return jax.lax.cond(count > int(max_distinct), evaluate_all, dedup, None)
@@ -174,8 +180,8 @@ def ars(key, logits: Array, f: base.Objective, *,
   ref = jax.random.randint(key_ref, (), 0, num_cats)
   cats = jnp.arange(num_cats, dtype=jnp.int32)
   pv = swap.swap_argmin(aug.log_pi, logits, cats, ref)      # [K, C]
-  onehots = _onehot(pv.T, num_cats, dtype)                  # [C, K, C]
-  values = base.evaluate_many(f, onehots, dtype, eval_batch_size)  # [C]
+  values = base.evaluate_indices(f, pv.T, num_cats, dtype,
+                                 eval_batch_size)           # [C]
   weight = 1.0 - num_cats * aug.pi[:, ref]                  # [K]
   grad = weight[:, None] * (values - jnp.mean(values))[None, :]
   grad = _zero_masked(grad, logits)
@@ -197,15 +203,42 @@ def ar(key, logits: Array, f: base.Objective) -> base.EstimatorOutput:
   return base.EstimatorOutput(grad, samples, w, f_z, jnp.asarray(1, jnp.int32))
 
 
+def check_arsm_settings(name: str, settings) -> None:
+  """``check_settings`` hook of ``arsm`` (and of ``arsm_multi``)."""
+  base.check_int(settings["eval_batch_size"], "eval_batch_size", name,
+                 allow_none=True)
+  if settings["max_distinct"] is not None and not (
+      isinstance(settings["max_distinct"], numbers.Integral)
+      and not isinstance(settings["max_distinct"], bool)
+      and settings["max_distinct"] >= 1):
+    raise ValueError(f"{name}: max_distinct must be >= 1 (an int) or None; "
+                     f"got {settings['max_distinct']!r}.")
+  base.check_bool(settings["skip_if_all_equal"], "skip_if_all_equal", name)
+
+
+def check_ars_settings(name: str, settings) -> None:
+  """``check_settings`` hook of ``ars`` (and of ``ars_multi``)."""
+  base.check_int(settings["eval_batch_size"], "eval_batch_size", name,
+                 allow_none=True)
+
+
+REFERENCE = ("Yin, Yue and Zhou. ARSM: Augment-REINFORCE-Swap-Merge Estimator "
+             "for Gradient Backpropagation Through Categorical Variables. "
+             "ICML 2019.")
+
 base.register(
-    "arsm", arsm, unbiased=True,
+    "arsm", arsm, unbiased=True, check_settings=check_arsm_settings,
+    cost="C(C-1)/2+1 (K>1), C (K=1); the distinct pseudo vectors with "
+    "max_distinct; 1 for a draw skipped by skip_if_all_equal",
+    reference=REFERENCE,
     description="Augment-REINFORCE-swap-merge: all swap pairs, "
     "C(C-1)/2+1 evaluations per draw (C when K = 1; 1 with "
     "skip_if_all_equal when every pseudo action equals z).")
 base.register(
-    "ars", ars, unbiased=True,
+    "ars", ars, unbiased=True, check_settings=check_ars_settings, cost="C",
+    reference=REFERENCE,
     description="Augment-REINFORCE-swap: one uniformly drawn reference "
     "category, C evaluations per draw.")
 base.register(
-    "ar", ar, unbiased=True,
+    "ar", ar, unbiased=True, cost="1", reference=REFERENCE,
     description="Augment-REINFORCE: f(z)(1 - C pi), one evaluation.")

@@ -61,6 +61,7 @@ def exact_value(logits, f: base.Objective, *,
     f: objective on one-hot ``[K, C]`` arrays.
     max_outcomes: refuse (``ValueError``) when ``C**K`` exceeds this.
   """
+  max_outcomes = base.check_int(max_outcomes, "max_outcomes", "exact_value")
   logits = base.check_logits(logits, "exact_value")
   base.check_objective(f, logits)
   _, probs, values = _enumerate(logits, f, max_outcomes, None)
@@ -79,7 +80,16 @@ def exact(key, logits: Array, f: base.Objective, *,
                               jnp.asarray(values.shape[0], jnp.int32))
 
 
+def check_exact_settings(name: str, settings) -> None:
+  """``check_settings`` hook of ``exact``."""
+  base.check_int(settings["max_outcomes"], "max_outcomes", name)
+  base.check_int(settings["eval_batch_size"], "eval_batch_size", name,
+                 allow_none=True)
+
+
 base.register(
-    "exact", exact, unbiased=True,
+    "exact", exact, unbiased=True, check_settings=check_exact_settings,
+    needs_key=False, cost="C**K (every outcome)",
+    reference="Enumeration of all outcomes (no approximation).",
     description="True gradient by enumerating all C**K outcomes "
     "(refuses above max_outcomes).")

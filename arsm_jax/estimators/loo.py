@@ -32,10 +32,7 @@ Array = jax.Array
 
 def check_count(value, name: str, who: str, minimum: int) -> int:
   """Checks that a count setting is an integer >= ``minimum``; returns it."""
-  if isinstance(value, bool) or int(value) != value or value < minimum:
-    raise ValueError(
-        f"{who}: {name} must be an integer >= {minimum}; got {value!r}.")
-  return int(value)
+  return base.check_int(value, name, who, minimum=minimum)
 
 
 def reinforce_loo(key, logits: Array, f: base.Objective, *,
@@ -67,7 +64,15 @@ def reinforce_loo(key, logits: Array, f: base.Objective, *,
                               jnp.asarray(n, jnp.int32))
 
 
+def check_loo_settings(name: str, settings) -> None:
+  """``check_settings`` hook of ``reinforce_loo``."""
+  base.check_int(settings["num_samples"], "num_samples", name, minimum=2)
+
+
 base.register(
     "reinforce_loo", reinforce_loo, unbiased=True,
+    check_settings=check_loo_settings, cost="num_samples",
+    reference="Kool, van Hoof and Welling. Buy 4 REINFORCE samples, get a "
+    "baseline for free! ICLR workshop 2019.",
     description="REINFORCE with a leave-one-out baseline over num_samples "
     "draws (default 2), num_samples evaluations.")

@@ -81,17 +81,37 @@ def make_multi_draw(estimate_fn: base.EstimateFn) -> base.EstimateFn:
   return multi
 
 
+def make_settings_check(check_single=None) -> base.SettingsCheck:
+  """``check_settings`` hook of a multi-draw estimator: ``num_draws`` (an int
+  >= 1) and, through ``check_single``, the underlying estimator's settings."""
+
+  def check(name, settings):
+    settings = dict(settings)
+    base.check_int(settings.pop("num_draws"), "num_draws", name)
+    if check_single is not None:
+      check_single(name, settings)
+
+  return check
+
+
 arsm_multi = make_multi_draw(arsm_lib.arsm)
 ars_multi = make_multi_draw(arsm_lib.ars)
 ar_multi = make_multi_draw(arsm_lib.ar)
 
 base.register(
     "arsm_multi", arsm_multi, unbiased=True,
+    check_settings=make_settings_check(arsm_lib.check_arsm_settings),
+    cost="num_draws x ARSM's: num_draws (C(C-1)/2+1) for K>1, num_draws C "
+    "for K=1", reference=arsm_lib.REFERENCE,
     description="ARSM averaged over num_draws independent Dirichlet draws "
     "(default 2).")
 base.register(
     "ars_multi", ars_multi, unbiased=True,
+    check_settings=make_settings_check(arsm_lib.check_ars_settings),
+    cost="num_draws C", reference=arsm_lib.REFERENCE,
     description="ARS averaged over num_draws independent draws (default 2).")
 base.register(
     "ar_multi", ar_multi, unbiased=True,
+    check_settings=make_settings_check(), cost="num_draws",
+    reference=arsm_lib.REFERENCE,
     description="AR averaged over num_draws independent draws (default 2).")

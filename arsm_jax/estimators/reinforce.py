@@ -31,5 +31,7 @@ def reinforce(key, logits: Array, f: base.Objective) -> base.EstimatorOutput:
 
 
 base.register(
-    "reinforce", reinforce, unbiased=True,
+    "reinforce", reinforce, unbiased=True, cost="1",
+    reference="Williams. Simple statistical gradient-following algorithms "
+    "for connectionist reinforcement learning. Machine Learning, 1992.",
     description="Score function f(z) grad log q(z), no baseline, 1 evaluation.")

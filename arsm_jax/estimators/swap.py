@@ -16,8 +16,8 @@ Every other position keeps its score, and the smallest of those is the first
 of the three smallest :math:`a_i` that is neither c nor j. So each pair needs
 a comparison of three numbers once the three smallest scores are known:
 O(K C^2) for all pairs instead of the O(K C^3) of swapping and taking an
-argmin over C for every pair (:func:`pseudo_actions_naive`, kept for tests
-and benchmarks).
+argmin over C for every pair (``_pseudo_actions_naive``, the reference
+kept for tests and benchmarks).
 """
 
 from __future__ import annotations
@@ -134,7 +134,7 @@ def pseudo_actions(log_pi: Array, logits: Array) -> Array:
                   score_at_j)
 
 
-def pseudo_actions_naive(log_pi: Array, logits: Array) -> Array:
+def _pseudo_actions_naive(log_pi: Array, logits: Array) -> Array:
   """Reference O(K C^3) pseudo actions: swap, then argmin over all C entries."""
   num_cats = logits.shape[1]
   perm = _swap_permutations(num_cats)                       # [C, C, C]
