@@ -72,7 +72,6 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple, Sequence
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
@@ -87,7 +86,8 @@ class RelaxState(NamedTuple):
   """RELAX's learned state (a pytree of arrays and dicts).
 
   Attributes:
-    params: ``{"net": <flax params of r_rho>, "log_temperature": scalar,
+    params: ``{"net": [{"w", "b"}, ...] (the layers of r_rho, see
+      :func:`init_control_variate`), "log_temperature": scalar,
       "f_scale": scalar (eta)}``.
     opt_state: the optax Adam state of ``params``.
     cv_grad: the gradient (shaped like ``params``) of the variance proxy
@@ -99,16 +99,37 @@ class RelaxState(NamedTuple):
   cv_grad: Any
 
 
-class ControlVariate(nn.Module):
-  """MLP from the flattened relaxed sample ``[K * C]`` to a scalar."""
+def init_control_variate(key, input_size: int,
+                         hidden_sizes: Sequence[int] = (10, 10)) -> list:
+  r"""Parameters of the MLP :math:`r_\rho` from ``[input_size]`` to a scalar.
 
-  hidden_sizes: Sequence[int] = (10, 10)
+  Each layer is ``{"w": [n_in, n_out], "b": [n_out]}``, ``w`` drawn with
+  LeCun-normal initialisation and ``b`` zero (as ``flax.linen.Dense``
+  does), in float32; the list is a pytree of arrays.
 
-  @nn.compact
-  def __call__(self, x: Array) -> Array:
-    for size in self.hidden_sizes:
-      x = jnp.tanh(nn.Dense(size)(x))
-    return nn.Dense(1)(x)[0]
+  Args:
+    key: PRNG key.
+    input_size: length of the flattened relaxed sample, ``K * C``.
+    hidden_sizes: hidden layer widths (tanh); a final layer of width 1
+      follows.
+
+  Returns:
+    ``[{"w", "b"}, ...]``, one entry per layer (``len(hidden_sizes) + 1``).
+  """
+  sizes = (int(input_size),) + tuple(hidden_sizes) + (1,)
+  keys = jax.random.split(key, len(sizes) - 1)
+  init_w = jax.nn.initializers.lecun_normal()
+  return [{"w": init_w(k, (n_in, n_out), jnp.float32),
+           "b": jnp.zeros((n_out,), jnp.float32)}
+          for k, n_in, n_out in zip(keys, sizes[:-1], sizes[1:])]
+
+
+def apply_control_variate(net_params, x: Array) -> Array:
+  """The MLP on one flattened relaxed sample ``x [K * C]``; a scalar."""
+  for layer in net_params[:-1]:
+    x = jnp.tanh(x @ layer["w"] + layer["b"])
+  last = net_params[-1]
+  return (x @ last["w"] + last["b"])[0]
 
 
 def _hidden(hidden_sizes) -> tuple[int, ...]:
@@ -145,11 +166,10 @@ def relax_init(key, logits: Array, *, hidden_sizes: Sequence[int] = (10, 10),
   _check_flag(learn_temperature, "learn_temperature")
   _check_flag(include_f, "include_f")
   tau = relaxed.check_temperature(temperature, "relax")
-  net = ControlVariate(_hidden(hidden_sizes))
+  hidden = _hidden(hidden_sizes)
   optimizer = _optimizer(cv_learning_rate)
-  x = jnp.zeros((logits.size,), logits.dtype)
   params = {
-      "net": net.init(key, x),
+      "net": init_control_variate(key, logits.size, hidden),
       "log_temperature": jnp.log(jnp.asarray(tau, logits.dtype)),
       "f_scale": jnp.ones((), logits.dtype),
   }
@@ -167,7 +187,7 @@ def apply_cv_gradient(state: RelaxState, cv_grad, *,
 
 
 def without_gradient(state: RelaxState) -> RelaxState:
-  """``state`` with ``cv_grad`` zeroed (what each item of a batch starts from)."""
+  """``state`` with ``cv_grad`` zeroed (what each batch item starts from)."""
   return state._replace(
       cv_grad=jax.tree_util.tree_map(jnp.zeros_like, state.cv_grad))
 
@@ -268,8 +288,8 @@ def relax(key, logits: Array, f: base.Objective, *, state: RelaxState,
   _check_flag(learn_temperature, "learn_temperature")
   if _check_flag(include_f, "include_f"):
     relaxed.check_differentiable(f, logits, "relax with include_f=True")
-  net = ControlVariate(_hidden(hidden_sizes))
-  _optimizer(cv_learning_rate)  # Checks the setting at trace time.
+  _hidden(hidden_sizes)  # Checks the settings at trace time.
+  _optimizer(cv_learning_rate)
   dtype = logits.dtype
   num_cats = logits.shape[1]
   masked = jnp.isneginf(logits)                               # [K, C]
@@ -299,7 +319,8 @@ def relax(key, logits: Array, f: base.Objective, *, state: RelaxState,
 
     def cv(z):
       soft = _relaxed_sample(z, log_tau, masked)              # [K, C]
-      out = net.apply(params["net"], soft.reshape(-1)).astype(dtype)
+      out = apply_control_variate(params["net"], soft.reshape(-1))
+      out = out.astype(dtype)
       if include_f:
         out = out + params["f_scale"] * base.call_objective(f, soft, dtype)
       return out
