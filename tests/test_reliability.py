@@ -17,9 +17,6 @@ from arsm_jax.estimators import base
 
 ALL = estimators.names()
 ARSM_FAMILY = ("arsm", "ars", "ar", "arsm_multi", "ars_multi", "ar_multi")
-# Masked categories and far-apart logits: these are fixed on the relax branch
-# (issue 11); xfail here only for the ones that still fail on this branch.
-FIXED_ON_RELAX = ("relax",)
 
 NEG_INF = -jnp.inf
 W1 = jnp.array([[0.3, -1.0, 2.0, 0.5], [1.0, 0.2, -0.4, 0.7],
@@ -33,12 +30,6 @@ GOOD = jnp.array([[0.1, -0.3, 0.5, 0.0], [0.2, 0.1, -0.2, 0.4],
 def smooth_objective(z):
   """Differentiable in z (for the pathwise estimators), not linear."""
   return jnp.sum(z * W1) + 0.5 * jnp.sum(z * W2) ** 2
-
-
-def _param(name):
-  marks = ([pytest.mark.xfail(strict=False, reason="fixed on the relax branch")]
-           if name in FIXED_ON_RELAX else [])
-  return pytest.param(name, marks=marks)
 
 
 def _leaves_equal(a, b):
@@ -143,7 +134,7 @@ MASKED = np.isneginf(np.asarray(EXTREME))
 NUM_DRAWS = 64
 
 
-@pytest.mark.parametrize("name", [_param(n) for n in ALL])
+@pytest.mark.parametrize("name", ALL)
 def test_masked_and_far_apart_logits_give_finite_estimates(name):
   est = estimators.get(name)
   keys = jax.random.split(jax.random.key(3), NUM_DRAWS)
