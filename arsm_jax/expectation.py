@@ -39,6 +39,7 @@ import jax
 import jax.numpy as jnp
 
 from arsm_jax import estimators as estimators_lib
+from arsm_jax.estimators import base
 from arsm_jax.estimators import relax as relax_lib
 
 Array = jax.Array
@@ -98,7 +99,10 @@ def expectation(key, logits, f: Callable[..., Array], *args,
   r"""Differentiable single-draw estimate of ``E_{z ~ Cat(softmax(logits))}[f(z, *args)]``.
 
   Args:
-    key: PRNG key. With batch dimensions it is split into one key per item,
+    key: one PRNG key (``jax.random.key(seed)`` or
+      ``jax.random.PRNGKey(seed)``; ``None`` only for an estimator that
+      ignores it, ``exact``); anything else is a ``ValueError``. With batch
+      dimensions it is split into one key per item,
       ``jax.random.split(key, B)`` for ``B = prod(batch_shape)``, item ``b``
       (in row-major order) getting ``keys[b]``.
     logits: ``[..., K, C]``: optional leading batch dimensions, then K
@@ -130,6 +134,9 @@ def expectation(key, logits, f: Callable[..., Array], *args,
     would be averaged.)
   """
   est = estimators_lib.get(estimator, **settings)
+  # Checked before the key is split for a batch: an int seed, None or a
+  # batch of keys is a ValueError saying what to pass.
+  key = base.check_key(key, "expectation", allow_none=not est.needs_key)
   if pathwise_samples is not None and (
       isinstance(pathwise_samples, bool) or
       not isinstance(pathwise_samples, int) or pathwise_samples < 1):
@@ -159,7 +166,8 @@ def expectation(key, logits, f: Callable[..., Array], *args,
   flat_logits = logits.reshape((size,) + logits.shape[-2:])
   flat_args = jax.tree_util.tree_map(
       lambda a: jnp.reshape(a, (size,) + jnp.shape(a)[len(batch_shape):]), args)
-  keys = jax.random.split(key, size)
+  # [B] keys; None for an estimator that ignores its key (exact).
+  keys = None if key is None else jax.random.split(key, size)
   is_relax = isinstance(state, relax_lib.RelaxState)
   item_state = relax_lib.without_gradient(state) if is_relax else state
   values, states = jax.vmap(

@@ -206,6 +206,29 @@ def test_bad_keys_raise_saying_what_to_pass(name):
       est.init(TYPED_BATCH, GOOD)
 
 
+@pytest.mark.parametrize("batched", [False, True])
+def test_expectation_checks_its_key_before_splitting_it(batched):
+  logits = jnp.stack([GOOD, -GOOD]) if batched else GOOD  # [2, K, C] or [K, C]
+  call = lambda k, name="reinforce": expectation(k, logits, smooth_objective,
+                                                 estimator=name)
+  with pytest.raises(ValueError, match=r"expectation: .*int seed 0; pass "
+                     r"jax\.random\.key\(0\)"):
+    call(0)
+  with pytest.raises(ValueError, match=r"expectation: key is None"):
+    call(None)
+  with pytest.raises(ValueError,
+                     match=r"expectation: got a batch of keys of shape \(3,\)"):
+    call(TYPED_BATCH)
+  with pytest.raises(ValueError, match=r"expectation: got a batch of raw keys"):
+    call(RAW_BATCH)
+  with pytest.raises(ValueError, match="batch of keys"):
+    jax.jit(call)(TYPED_BATCH)
+  for key in (jax.random.key(1), jax.random.PRNGKey(1)):
+    assert call(key).shape == logits.shape[:-2]
+  # exact ignores its key, so None is allowed there, with or without a batch.
+  assert np.all(np.isfinite(call(None, "exact")))
+
+
 def test_vmap_over_raw_and_typed_keys_passes_the_check():
   est = estimators.get("reinforce")
   for keys in (TYPED_BATCH, RAW_BATCH):
