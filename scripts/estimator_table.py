@@ -13,7 +13,8 @@ settings``). Where the registry has no ``info()``, or an entry lacks a field,
 they are read from ``describe()``, the :class:`~arsm_jax.estimators.Estimator`
 attributes, the keyword-only parameters of its estimate function (settings and
 their defaults) and the ``Cost:`` and ``References:`` sections of that
-function's docstring or else its module's, and last from ``_FALLBACK`` below.
+function's docstring or else its module's ("?" and "–" when neither has
+them; every registered estimator now gives both to ``register``).
 """
 
 from __future__ import annotations
@@ -30,25 +31,6 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README = os.path.join(REPO, "README.md")
 BEGIN = "<!-- estimator-table:begin -->"
 END = "<!-- estimator-table:end -->"
-
-# Used only for fields that neither info() nor the docstrings provide.
-_PAPER = "Yin, Yue, Zhou 2019"
-_FALLBACK = {
-    "arsm": ("C(C−1)/2 + 1 (C when K = 1)", _PAPER),
-    "ars": ("C", _PAPER),
-    "ar": ("1", _PAPER),
-    "arsm_multi": ("num_draws × arsm's", _PAPER),
-    "ars_multi": ("num_draws × C", _PAPER),
-    "ar_multi": ("num_draws", _PAPER),
-    "exact": ("C^K (enumeration)", "–"),
-    "reinforce": ("1", "Williams 1992"),
-    "reinforce_loo": ("num_samples", "Kool, van Hoof, Welling 2019"),
-    "relax": ("1", "Grathwohl et al. 2018"),
-    "gumbel_softmax": ("1", "Jang, Gu, Poole 2017; Maddison, Mnih, Teh 2017"),
-    "st_gumbel_softmax": ("1", "Jang, Gu, Poole 2017"),
-    "reinmax": ("1", "Liu et al. 2023"),
-}
-
 
 @dataclasses.dataclass
 class Row:
@@ -127,15 +109,14 @@ def rows() -> list[Row]:
     field = lambda k, default, meta=meta: (
         getattr(meta, k, None) if getattr(meta, k, None) is not None
         else default)
-    fallback_cost, fallback_ref = _FALLBACK.get(name, ("?", "–"))
     doc = getattr(fn, "__doc__", None) or ""
     module = getattr(fn, "__module__", "")
     module_doc = (getattr(sys.modules.get(module), "__doc__", None) or ""
                   if per_module.get(module) == 1 else "")
     section = lambda title: _plain(_doc_section(doc, title)
                                    or _doc_section(module_doc, title))
-    cost = field("cost", section("Cost") or fallback_cost)
-    ref = field("reference", section("References") or fallback_ref)
+    cost = field("cost", section("Cost") or "?")
+    ref = field("reference", section("References") or "–")
     settings = field("settings", None)
     settings = dict(settings) if settings is not None else _settings_of(fn)
     out.append(Row(

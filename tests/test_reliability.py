@@ -265,6 +265,21 @@ BAD_SETTINGS = [
     ("exact", {"max_outcomes": 0}, "max_outcomes must be an integer >= 1"),
     ("exact", {"max_outcomes": "abc"}, "max_outcomes.*'abc'"),
     ("exact", {"eval_batch_size": 0}, "exact: eval_batch_size"),
+    ("relax", {"hidden_sizes": (4, 0)}, "relax: hidden_sizes.*got \\(4, 0\\)"),
+    ("relax", {"cv_learning_rate": -1.0}, "relax: cv_learning_rate.*-1.0"),
+    ("relax", {"temperature": 0.0}, "relax: temperature.*got 0.0"),
+    ("relax", {"include_f": 1}, "relax: include_f must be True or False"),
+    ("relax", {"learn_temperature": "no"}, "relax: learn_temperature.*'no'"),
+    ("gumbel_softmax", {"temperature": -1.0},
+     "gumbel_softmax: temperature.*-1.0"),
+    ("st_gumbel_softmax", {"temperature": "x"},
+     "st_gumbel_softmax: temperature.*'x'"),
+    ("reinmax", {"temperature": float("inf")}, "reinmax: temperature.*inf"),
+    ("reinforce_wor", {"num_samples": 1}, "reinforce_wor: num_samples.*>= 2"),
+    ("unordered_set", {"num_samples": 2.5}, "unordered_set: num_samples.*2.5"),
+    ("indecater", {"eval_batch_size": 0}, "indecater: eval_batch_size.*got 0"),
+    ("gumbel_rao", {"num_samples": 0}, "gumbel_rao: num_samples.*got 0"),
+    ("gumbel_rao", {"temperature": -1.0}, "gumbel_rao: temperature.*-1.0"),
 ]
 
 

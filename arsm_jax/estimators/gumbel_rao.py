@@ -117,8 +117,18 @@ def gumbel_rao(key, logits: Array, f: base.Objective, *,
                               jnp.asarray(1, jnp.int32))
 
 
+def check_gumbel_rao_settings(name: str, settings) -> None:
+  """The ``check_settings`` hook: ``num_samples`` and ``temperature``."""
+  loo.check_count(settings["num_samples"], "num_samples", name, 1)
+  relaxed.check_temperature(settings["temperature"], name)
+
+
 base.register(
     "gumbel_rao", gumbel_rao, unbiased=False, pathwise=True,
+    check_settings=check_gumbel_rao_settings,
+    cost="1 (and one gradient of f in z); plus O(num_samples K C) arithmetic",
+    reference="Paulus, Maddison and Krause. Rao-Blackwellizing the "
+    "straight-through Gumbel-Softmax gradient estimator. ICLR 2021.",
     description="Gumbel-Rao (Paulus et al. 2021): straight-through "
     "Gumbel-Softmax averaged over num_samples (default 10) relaxations "
     "conditioned on the hard sample (temperature, default 1.0); biased, "

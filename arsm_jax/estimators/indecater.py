@@ -44,6 +44,14 @@ from arsm_jax.estimators import base
 Array = jax.Array
 
 
+def _check_eval_batch_size(eval_batch_size, who: str) -> None:
+  if eval_batch_size is not None and (
+      isinstance(eval_batch_size, bool) or not isinstance(eval_batch_size, int)
+      or eval_batch_size < 1):
+    raise ValueError(f"{who}: eval_batch_size must be a positive int or "
+                     f"None; got {eval_batch_size!r}.")
+
+
 def indecater(key, logits: Array, f: base.Objective, *,
               eval_batch_size: int | None = None) -> base.EstimatorOutput:
   r"""IndeCateR from one draw (module docstring).
@@ -59,11 +67,7 @@ def indecater(key, logits: Array, f: base.Objective, *,
     An :class:`~arsm_jax.estimators.base.EstimatorOutput` with the draw z
     (weight 1), ``value`` :math:`f(z)` and ``num_evals = K*C``.
   """
-  if eval_batch_size is not None and (
-      isinstance(eval_batch_size, bool) or not isinstance(eval_batch_size, int)
-      or eval_batch_size < 1):
-    raise ValueError("indecater: eval_batch_size must be a positive int or "
-                     f"None; got {eval_batch_size!r}.")
+  _check_eval_batch_size(eval_batch_size, "indecater")
   dtype = logits.dtype
   num_dims, num_cats = logits.shape
   z = jax.random.categorical(key, logits, axis=-1)             # [K]
@@ -87,7 +91,16 @@ def indecater(key, logits: Array, f: base.Objective, *,
                                                  jnp.int32))
 
 
+def check_indecater_settings(name: str, settings) -> None:
+  """The ``check_settings`` hook: ``eval_batch_size``, at ``get`` time."""
+  _check_eval_batch_size(settings["eval_batch_size"], name)
+
+
 base.register(
     "indecater", indecater, unbiased=True,
+    check_settings=check_indecater_settings, cost="K*C",
+    reference="De Smet, Sansone and Zuidberg Dos Martires. Differentiable "
+    "sampling of categorical distributions using the CatLog-derivative "
+    "trick. NeurIPS 2023.",
     description="IndeCateR (De Smet et al. 2023): every category of each "
     "dimension with the others at the draw, K*C evaluations.")

@@ -340,8 +340,24 @@ def relax(key, logits: Array, f: base.Objective, *, state: RelaxState,
                               new_state)
 
 
+def check_relax_settings(name: str, settings) -> None:
+  """The ``check_settings`` hook: every setting, at ``get`` time."""
+  del name  # The messages name "relax", as the trace-time checks do.
+  _hidden(settings["hidden_sizes"])
+  relaxed.check_temperature(settings["temperature"], "relax")
+  _optimizer(settings["cv_learning_rate"])
+  _check_flag(settings["learn_temperature"], "learn_temperature")
+  _check_flag(settings["include_f"], "include_f")
+
+
 base.register(
     "relax", relax, unbiased=True, init_fn=relax_init,
+    check_settings=check_relax_settings,
+    cost="1 (3 with include_f=True); with include_f also two gradients of "
+    "f in z; plus the control-variate network and its second derivatives",
+    reference="Grathwohl, Choi, Wu, Roeder and Duvenaud. Backpropagation "
+    "through the void: optimizing control variates for black-box gradient "
+    "estimation. ICLR 2018.",
     description="RELAX (Grathwohl et al. 2018): learned control variate "
     "eta*f(relaxed z) (include_f=True) + MLP of the relaxed sample, Adam on "
     "the squared estimate; 1 evaluation (3 with include_f); stateful.")

@@ -248,15 +248,33 @@ def reinmax(key, logits: Array, f: base.Objective, *,
                               jnp.asarray(1, jnp.int32))
 
 
+_JANG = ("Jang, Gu and Poole. Categorical reparameterization with "
+         "Gumbel-Softmax. ICLR 2017.")
+_MADDISON = ("Maddison, Mnih and Teh. The Concrete distribution: a continuous "
+             "relaxation of discrete random variables. ICLR 2017.")
+_COST = "1 (and one gradient of f in z)"
+
+
+def check_relaxed_settings(name: str, settings) -> None:
+  """The ``check_settings`` hook: the temperature, at ``get`` time."""
+  check_temperature(settings["temperature"], name)
+
+
 base.register(
     "gumbel_softmax", gumbel_softmax, unbiased=False, pathwise=True,
+    check_settings=check_relaxed_settings, cost=_COST,
+    reference=f"{_JANG} {_MADDISON}",
     description="Gumbel-Softmax: pathwise gradient of f at the relaxed sample "
     "(temperature, default 1.0); biased, f must be differentiable in z.")
 base.register(
     "st_gumbel_softmax", st_gumbel_softmax, unbiased=False, pathwise=True,
+    check_settings=check_relaxed_settings, cost=_COST, reference=_JANG,
     description="Straight-through Gumbel-Softmax: f at the hard sample, "
     "relaxed backward pass (temperature, default 1.0); biased.")
 base.register(
     "reinmax", reinmax, unbiased=False, pathwise=True,
+    check_settings=check_relaxed_settings, cost=_COST,
+    reference="Liu, Zhao, Chen, Gao, Wu and Han. Bridging discrete and "
+    "backpropagation: straight-through and beyond. NeurIPS 2023.",
     description="ReinMax (Liu et al. 2023): Heun-corrected straight-through "
     "(temperature, default 1.0); biased, f must be differentiable in z.")

@@ -176,6 +176,10 @@ def unordered_set(key, logits: Array, f: base.Objective, *,
 
 base.register(
     "unordered_set", unordered_set, unbiased=True,
+    check_settings=wor.check_wor_settings,
+    cost="min(num_samples, C**K); plus O(num_samples^3 · 256) arithmetic for "
+    "the leave-one-out ratios",
+    reference=f"{wor.WOR_REFERENCE} {wor.BEAMS_REFERENCE}",
     description="Unordered set estimator (Kool et al. 2020) over num_samples "
     "(default 4) samples without replacement, built-in leave-one-out "
     "baseline; min(k, C**K) evaluations.")

@@ -252,8 +252,24 @@ def reinforce_wor(key, logits: Array, f: base.Objective, *,
                               jnp.asarray(n, jnp.int32))
 
 
+def check_wor_settings(name: str, settings) -> None:
+  """The ``check_settings`` hook (also used by ``unordered_set``)."""
+  check_num_samples(settings["num_samples"], name)
+
+
+BEAMS_REFERENCE = ("Kool, van Hoof and Welling. Stochastic beams and where to "
+                   "find them: the Gumbel-top-k trick for sampling sequences "
+                   "without replacement. ICML 2019.")
+WOR_REFERENCE = ("Kool, van Hoof and Welling. Estimating gradients for "
+                 "discrete random variables by sampling without replacement. "
+                 "ICLR 2020.")
+
 base.register(
     "reinforce_wor", reinforce_wor, unbiased=True,
+    check_settings=check_wor_settings,
+    cost="min(num_samples, C**K); when C**K < num_samples the spare slots "
+    "repeat a sample with weight 0",
+    reference=f"{WOR_REFERENCE} {BEAMS_REFERENCE}",
     description="REINFORCE over num_samples (default 4) distinct samples "
     "drawn without replacement by stochastic beam search, priority weights "
     "and a built-in leave-one-out baseline; min(k, C**K) evaluations.")
