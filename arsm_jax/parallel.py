@@ -20,6 +20,8 @@ devices (:meth:`DataParallel.global_batch`) and the jitted step is the same.
 from __future__ import annotations
 
 import os
+import socket
+import time
 from typing import Any, Optional
 
 from absl import logging
@@ -95,6 +97,10 @@ def initialize_distributed() -> None:
   logging.info("parallel: process %d of %d, coordinator %s (timeouts: %ds "
                "to start, %ds heartbeat).", process_id, num_processes,
                address, init_timeout, heartbeat)
+  if process_id != 0:
+    # JAX's own wait for an absent coordinator ends in an abort with a C++
+    # stack trace; a plain TCP probe first fails with a readable error.
+    _wait_for_coordinator(address, init_timeout, process_id, num_processes)
   try:
     jax.distributed.initialize(
         coordinator_address=address, num_processes=num_processes,
@@ -107,6 +113,27 @@ def initialize_distributed() -> None:
         f"(${ENV_INIT_TIMEOUT}): is process 0 running and the address "
         f"reachable? ({type(e).__name__}: {' '.join(str(e).split())[:300]})"
     ) from e
+
+
+def _wait_for_coordinator(address: str, timeout: float, process_id: int,
+                          num_processes: int) -> None:
+  """Waits until ``address`` accepts TCP connections; raises after timeout."""
+  host, _, port = address.rpartition(":")
+  host = host.strip("[]")
+  deadline = time.monotonic() + timeout
+  error = None
+  while time.monotonic() < deadline:
+    try:
+      with socket.create_connection((host, int(port)), timeout=1.0):
+        return
+    except OSError as e:
+      error = e
+      time.sleep(0.2)
+  raise RuntimeError(
+      f"process {process_id} of {num_processes}: the coordinator at "
+      f"{address} (process 0) could not be reached within {timeout:g}s "
+      f"(${ENV_INIT_TIMEOUT}); is process 0 running and the address "
+      f"reachable from here? Last error: {error}")
 
 
 def is_main_process() -> bool:

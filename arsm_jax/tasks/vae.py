@@ -353,6 +353,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     # Each process puts only its rows of every batch on its own devices.
     rows = dp.local_rows(config.batch_size)
     train_images = None
+    logging.info("vae: process %d of %d feeds rows %d:%d of every batch of "
+                 "%d to its %d devices (the mesh has %d).",
+                 jax.process_index(), jax.process_count(), rows.start,
+                 rows.stop, config.batch_size, jax.local_device_count(),
+                 dp.num_devices)
   else:
     train_images = dp.replicate(jnp.asarray(splits["train"]))
   # Validation and test sets are binarised once (dynamic: with a fixed key).
