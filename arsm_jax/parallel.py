@@ -209,8 +209,14 @@ class DataParallel:
   def replicate(self, tree: Any) -> Any:
     """Places every leaf of ``tree`` on all devices of the mesh.
 
-    With several processes every process must pass the same values.
+    With several processes every process must pass the same values; they
+    are placed from host copies (a device_put of process-local jax arrays
+    onto a mesh of one device per process makes arrays orbax cannot save).
     """
+    if self.multi_process:
+      tree = jax.tree_util.tree_map(
+          lambda x: (np.asarray(x) if isinstance(x, jax.Array)
+                     and x.is_fully_addressable else x), tree)
     return jax.device_put(tree, self.replicated)
 
   def local_rows(self, batch_size: int) -> slice:

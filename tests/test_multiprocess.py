@@ -159,6 +159,14 @@ def test_two_processes_match_one_process_four_and_one_device(tmp_path):
   assert sorted(os.listdir(os.path.join(multi, "checkpoints"))) == ["2", "4"]
   for workdir, _ in singles:
     _assert_same_rows(rows2, _rows(workdir), f"2x2 vs {workdir}")
+
+  # 2 processes x 1 device (one device per process is a case of its own
+  # for orbax's saving of the replicated state).
+  multi1 = str(tmp_path / "p2x1")
+  code, out = _run(_launch_cmd([[multi1, dict(BASE, num_devices=0)]],
+                               devices=1), timeout=300, env=_env())
+  assert code == 0, out[-4000:]
+  _assert_same_rows(rows2, _rows(multi1), "2x2 vs 2x1")
   with open(os.path.join(multi, "summary.json")) as fh:
     summary = json.load(fh)
   assert math.isfinite(summary["final_test_neg_iwae"]), summary

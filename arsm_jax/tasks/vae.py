@@ -431,7 +431,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        / max(int(parallel.local(state.epoch_count)), 1))
         zeros = (jnp.zeros((), jnp.float32), jnp.zeros((), jnp.int32))
         if dp.multi_process:   # orbax saves only global arrays
-          zeros = dp.replicate(zeros)
+          # (from host values: a device_put of jax arrays to a mesh of one
+          # device per process gives arrays orbax cannot serialise)
+          zeros = dp.replicate((np.zeros((), np.float32),
+                                np.zeros((), np.int32)))
         state = state.replace(epoch_sum=zeros[0], epoch_count=zeros[1])
         metrics = {"epoch": epoch_done, "train_neg_elbo": train_value,
                    "valid_neg_elbo": run_valid(epoch_done)}
