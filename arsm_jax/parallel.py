@@ -162,6 +162,7 @@ def local(x: Any) -> Any:
 
 
 def local_tree(tree: Any) -> Any:
+  """:func:`local` applied to every leaf of ``tree``."""
   return jax.tree_util.tree_map(local, tree)
 
 
