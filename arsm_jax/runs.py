@@ -362,12 +362,16 @@ class Checkpoints:
                         "older one.", self.name, path, _short(e))
         aside = os.path.join(os.path.dirname(self.directory), 
                              "damaged_checkpoints", str(step))
-        if os.path.exists(aside):
-          shutil.rmtree(aside)
-        os.makedirs(os.path.dirname(aside), exist_ok=True)
-        shutil.move(path, aside)
+        if jax.process_index() == 0:   # several processes: one moves it
+          if os.path.exists(aside):
+            shutil.rmtree(aside)
+          os.makedirs(os.path.dirname(aside), exist_ok=True)
+          shutil.move(path, aside)
         damaged = True
     if damaged:
+      if jax.process_count() > 1:
+        from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+        multihost_utils.sync_global_devices("runs/damaged_checkpoints")
       self._manager.close()
       self._manager = self._make_manager()
     if restored_step:

@@ -101,6 +101,28 @@ class MetricWriter:
     self.close()
 
 
+class NullWriter:
+  """A :class:`MetricWriter` that writes nothing (processes other than 0)."""
+
+  def write_scalars(self, step: int, scalars: Mapping[str, Any]) -> None:
+    del step, scalars
+
+  def write_many(self, steps, columns: Mapping[str, Any]) -> None:
+    del steps, columns
+
+  def flush(self) -> None:
+    pass
+
+  def close(self) -> None:
+    pass
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc):
+    return False
+
+
 def read_metrics(logdir: str):
   """Reads ``<logdir>/metrics.jsonl`` into a pandas DataFrame."""
   import pandas as pd  # pylint: disable=g-import-not-at-top

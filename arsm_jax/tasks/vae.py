@@ -178,6 +178,10 @@ def make_train_step(objective: Objective, tx, binarization: str, base_key,
                     batch_sharding=None):
   """``train_step(state, images uint8 [N, D], idx [B]) -> state`` (jitted).
 
+  ``idx=None`` means ``images`` is the batch itself (``[B, D]``): several
+  processes pass a global batch built from each one's rows
+  (:meth:`arsm_jax.parallel.DataParallel.global_batch`).
+
   The step's randomness is ``fold_in(base_key, state.step)``, so a resumed run
   draws exactly what an uninterrupted one would. With ``batch_sharding`` (see
   ``arsm_jax.parallel``) the batch is split over devices and XLA partitions
@@ -188,7 +192,8 @@ def make_train_step(objective: Objective, tx, binarization: str, base_key,
   def train_step(state: TrainState, images: Array, idx: Array) -> TrainState:
     key = jax.random.fold_in(base_key, state.step)
     k_bin, k_loss = jax.random.split(key)
-    x = data_lib.binarize(images[idx], binarization, k_bin)  # [B, D]
+    raw = images if idx is None else images[idx]
+    x = data_lib.binarize(raw, binarization, k_bin)  # [B, D]
     if batch_sharding is not None:
       x = jax.lax.with_sharding_constraint(x, batch_sharding)
     grads, (train, est_state) = jax.grad(objective.loss, has_aux=True)(
@@ -301,9 +306,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   """
   est = validate_config(config)
   current = runs.config_json(config)
-  runs.check_config(workdir, current, resumable=_RESUMABLE_FIELDS,
-                    fresh=runs.wants_fresh(config),
-                    added_fields=_ADDED_FIELDS, what="vae run")
+  main = parallel.is_main_process()
+  # Several processes: process 0 alone checks (and, fresh, empties) the
+  # workdir and writes files; the others wait for it at each barrier.
+  if main:
+    runs.check_config(workdir, current, resumable=_RESUMABLE_FIELDS,
+                      fresh=runs.wants_fresh(config),
+                      added_fields=_ADDED_FIELDS, what="vae run")
+  parallel.barrier("vae/check_config")
   t_start = time.time()
   if splits is None:
     splits = load_data(config)
@@ -325,16 +335,31 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   k_init, k_train, k_data, k_eval, k_var, k_evalbin = jax.random.split(root, 6)
   model, objective, tx = _build(config, est)
   state = init_state(config, model, tx, est, k_init)
+  dp = parallel.DataParallel(config.num_devices)
+  if dp.multi_process:
+    # Restored straight onto the global mesh (orbax reads collectively).
+    state = dp.replicate(state)
 
   checkpoints = runs.Checkpoints(workdir, config.max_checkpoints, name="vae")
   state, start_step = checkpoints.restore(state)
   _check_resumable(config, workdir, start_step, num_steps, steps_per_epoch)
-  runs.save_config(workdir, current)
-  runs.truncate_metrics(workdir, start_step)
+  if main:
+    runs.save_config(workdir, current)
+    runs.truncate_metrics(workdir, start_step)
+  parallel.barrier("vae/truncate_metrics")
 
-  dp = parallel.DataParallel(config.num_devices)
   state = dp.replicate(state)
-  train_images = dp.replicate(jnp.asarray(splits["train"]))
+  if dp.multi_process:
+    # Each process puts only its rows of every batch on its own devices.
+    rows = dp.local_rows(config.batch_size)
+    train_images = None
+    logging.info("vae: process %d of %d feeds rows %d:%d of every batch of "
+                 "%d to its %d devices (the mesh has %d).",
+                 jax.process_index(), jax.process_count(), rows.start,
+                 rows.stop, config.batch_size, jax.local_device_count(),
+                 dp.num_devices)
+  else:
+    train_images = dp.replicate(jnp.asarray(splits["train"]))
   # Validation and test sets are binarised once (dynamic: with a fixed key).
   valid = np.asarray(data_lib.binarize(
       splits["validation"], config.binarization,
@@ -352,7 +377,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   variance_fn = make_variance_fn(objective, config.variance_draws)
   evals = evals_per_image(est, config.num_latents, config.num_categories)
 
-  writer = writers.MetricWriter(workdir)
+  writer = writers.MetricWriter(workdir) if main else writers.NullWriter()
   progress = writers.ProgressReporter(num_steps, config.progress_every_secs,
                                       name=f"vae/{est.name}",
                                       first_step=start_step)
@@ -361,16 +386,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     last = _last_metrics(workdir)
 
   def run_valid(epoch: int) -> float:
-    return evaluate(neg_elbo_fn, state.params,
+    return evaluate(neg_elbo_fn, parallel.local_tree(state.params),
                     jax.random.fold_in(k_eval, 2 * epoch), valid,
                     config.eval_batch_size)
 
   def run_test(epoch: int) -> dict[str, float]:
     key = jax.random.fold_in(k_eval, 2 * epoch + 1)
+    params = parallel.local_tree(state.params)
     return {
-        "test_neg_elbo": evaluate(neg_elbo_fn, state.params, key, test,
+        "test_neg_elbo": evaluate(neg_elbo_fn, params, key, test,
                                   config.eval_batch_size),
-        "test_neg_iwae": evaluate(neg_iwae_fn, state.params,
+        "test_neg_iwae": evaluate(neg_iwae_fn, params,
                                   jax.random.fold_in(key, 10**6), test,
                                   config.iwae_batch_size),
     }
@@ -383,21 +409,33 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       if perm is None or pos == 0:
         perm = data_lib.epoch_permutation(k_data, epoch, num_train)
       idx = perm[pos * config.batch_size:(pos + 1) * config.batch_size]
-      state = train_step(state, train_images, idx)
+      if dp.multi_process:
+        local_x = splits["train"][np.asarray(idx)[rows]]   # [B / P, D]
+        state = train_step(state, dp.global_batch(local_x, config.batch_size),
+                           None)
+      else:
+        state = train_step(state, train_images, idx)
       done = step + 1
       progress(done, last or None)
 
       if (config.variance_every_steps
           and done % config.variance_every_steps == 0):
-        var = variance_fn(state.params, state.est_state,
+        var = variance_fn(parallel.local_tree(state.params),
+                          parallel.local_tree(state.est_state),
                           jax.random.fold_in(k_var, done), var_x)
-        writer.write_scalars(done, {"grad_variance": var})
+        writer.write_scalars(done, {"grad_variance": float(var)})
 
       if done % steps_per_epoch == 0:
         epoch_done = done // steps_per_epoch
-        train_value = float(state.epoch_sum) / max(int(state.epoch_count), 1)
-        state = state.replace(epoch_sum=jnp.zeros((), jnp.float32),
-                              epoch_count=jnp.zeros((), jnp.int32))
+        train_value = (float(parallel.local(state.epoch_sum))
+                       / max(int(parallel.local(state.epoch_count)), 1))
+        zeros = (jnp.zeros((), jnp.float32), jnp.zeros((), jnp.int32))
+        if dp.multi_process:   # orbax saves only global arrays
+          # (from host values: a device_put of jax arrays to a mesh of one
+          # device per process gives arrays orbax cannot serialise)
+          zeros = dp.replicate((np.zeros((), np.float32),
+                                np.zeros((), np.int32)))
+        state = state.replace(epoch_sum=zeros[0], epoch_count=zeros[1])
         metrics = {"epoch": epoch_done, "train_neg_elbo": train_value,
                    "valid_neg_elbo": run_valid(epoch_done)}
         if (epoch_done % config.test_every_epochs == 0
@@ -422,7 +460,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
   summary = _summary(config, est, workdir, evals, num_steps, steps_per_epoch,
                      start_step, loop_seconds)
-  writers.write_json(os.path.join(workdir, "summary.json"), summary)
+  if main:
+    writers.write_json(os.path.join(workdir, "summary.json"), summary)
+  parallel.barrier("vae/summary")
   return summary
 
 
