@@ -57,6 +57,7 @@ import jax.numpy as jnp
 from arsm_jax import estimators as estimators_lib
 from arsm_jax.estimators import swap
 from arsm_jax.expectation import expectation as plain_expectation
+from arsm_jax.expectation import score_term
 
 Array = jax.Array
 sg = jax.lax.stop_gradient
@@ -245,7 +246,7 @@ def expectation(key, logits: Array, f: Callable[..., Array], *args,
     samples, weights = sg(out.samples), sg(out.weights)
     f_item = lambda z: f(z, *a)
     path = jnp.sum(weights * jax.vmap(f_item)(samples).astype(weights.dtype))
-    score = jnp.sum(sg(out.grad) * (lg - sg(lg)))
+    score = score_term(sg(out.grad), lg)
     return path + score.astype(path.dtype)
 
   out = jax.vmap(one)(keys, logits, pts, values, args)

@@ -47,7 +47,7 @@ sg = jax.lax.stop_gradient
 
 
 @jax.custom_jvp
-def _score_term(grad: Array, logits: Array) -> Array:
+def score_term(grad: Array, logits: Array) -> Array:
   r"""Zero in value; its gradient with respect to ``logits`` is ``grad``.
 
   The same as ``sum(grad * (logits - sg(logits)))`` for finite logits, but
@@ -57,11 +57,11 @@ def _score_term(grad: Array, logits: Array) -> Array:
   return jnp.zeros((), grad.dtype)
 
 
-@_score_term.defjvp
+@score_term.defjvp
 def _score_term_jvp(primals, tangents):
   grad, _ = primals
   _, logits_dot = tangents
-  return _score_term(*primals), jnp.sum(grad * logits_dot)
+  return score_term(*primals), jnp.sum(grad * logits_dot)
 
 
 def _single(est: estimators_lib.Estimator, key, logits: Array,
@@ -88,7 +88,7 @@ def _single(est: estimators_lib.Estimator, key, logits: Array,
     weights = kept * (jnp.sum(weights) / jnp.sum(kept))
     samples = samples[:pathwise_samples]
   path = jnp.sum(weights * jax.vmap(f_item)(samples).astype(weights.dtype))
-  score = _score_term(sg(out.grad), logits)
+  score = score_term(sg(out.grad), logits)
   return path + score.astype(path.dtype), out.state
 
 

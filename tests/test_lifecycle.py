@@ -280,8 +280,18 @@ def test_vae_workdir_of_the_previous_code_resumes(vae_full, tmp_path):
   workdir = str(tmp_path / "old")
   shutil.copytree(OLD_VAE_WORKDIR, workdir)
   summary = vae.train_and_evaluate(_vae_tiny(), workdir)
-  assert _rows(workdir) == _rows(vae_full[0])
-  assert summary["final_valid_neg_elbo"] == vae_full[1]["final_valid_neg_elbo"]
+  # The rows the old code wrote stay as they are; they equal the current
+  # code's to float32 rounding (the evaluation's log-weights are now summed
+  # in another order, about 1e-9 relative in IWAE), and the rows after the
+  # restored step are the current code's, from the same parameters.
+  resumed, full = _rows(workdir), _rows(vae_full[0])
+  assert [r["step"] for r in resumed] == [r["step"] for r in full]
+  for got, want in zip(resumed, full):
+    assert got.keys() == want.keys()
+    for key in want:
+      assert got[key] == pytest.approx(want[key], rel=1e-6), (got, want)
+  assert summary["final_valid_neg_elbo"] == pytest.approx(
+      vae_full[1]["final_valid_neg_elbo"], rel=1e-6)
   _steps_once(workdir)
 
 
