@@ -1,8 +1,10 @@
 """Every figure of the project, in the style of the ARSM poster.
 
 :func:`plot_toy` (figure 1, called by the toy task), :func:`plot_rl`
-(figure 3, called by the RL task) and :func:`plot_vae` (figure 2, called by
-``experiments/vae_figure.py`` on finished or running VAE workdirs).
+(figure 3, called by the RL task), :func:`plot_vae` (figure 2, called by
+``experiments/vae_figure.py`` on finished or running VAE workdirs) and
+:func:`plot_vae_panel` (figure 2 from collected runs, seed medians, called by
+``scripts/make_results.py``).
 """
 
 from __future__ import annotations
@@ -30,6 +32,10 @@ COLORS = {
     "relax": "tab:brown",
     "a2c": "tab:gray",
     "reinforce_ma": "navy",
+    "reinforce_wor": "teal",
+    "unordered_set": "gold",
+    "indecater": "darkgreen",
+    "gumbel_rao": "orchid",
 }
 
 
@@ -167,4 +173,42 @@ def plot_vae(runs: Sequence[Mapping[str, Any]], path: str, valid: bool = False,
   ax.set_title("; ".join(sorted(titles)), fontsize=9)
   fig.tight_layout()
   fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
+def plot_vae_panel(series: Sequence[Mapping[str, Any]], path: str, title: str,
+                   points: Sequence[Mapping[str, Any]] = (),
+                   ymax: float = 200.0) -> None:
+  """One figure-2 panel: -ELBO against iteration, train solid, test dashed.
+
+  Args:
+    series: per line group ``{"label", "estimator", "alpha", "train": (steps,
+      values), "test": (steps, values)}`` (medians over seeds, computed by the
+      caller); the colour is the estimator's.
+    path: the image to write.
+    title: the panel's title.
+    points: extra markers, each ``{"step", "value", "marker", "label"}`` (the
+      authors' logged numbers, say).
+    ymax: upper y limit in nats.
+  """
+  fig, ax = plt.subplots(figsize=(8, 5))
+  for line in series:
+    col = color(line["estimator"])
+    for kind, style in (("train", "-"), ("test", "--")):
+      steps, values = line.get(kind, ((), ()))
+      if len(steps):
+        ax.plot(steps, values, style, color=col, alpha=line.get("alpha", 1.0),
+                lw=1.3, label=f"{line['label']} ({kind})")
+  for point in points:
+    ax.plot([point["step"]], [point["value"]], point["marker"], color="black",
+            ms=9, mfc="none" if point.get("hollow") else None,
+            label=point.get("label"))
+  ax.set_xlabel("iteration")
+  ax.set_ylabel("-ELBO (nats)")
+  ax.set_ylim(top=ymax)
+  ax.grid(alpha=0.3)
+  ax.set_title(title, fontsize=10)
+  ax.legend(fontsize=6.5, ncol=2)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110, metadata={"Software": None})
   plt.close(fig)

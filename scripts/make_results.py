@@ -185,15 +185,11 @@ def vae_figure(runs: list[dict], model: str, path: str,
   runs = [r for r in runs if r["summary"]["model"] == model]
   if not runs:
     return False
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   from arsm_jax import plotting  # pylint: disable=g-import-not-at-top
   groups: dict[tuple, list[dict]] = {}
   for run in runs:
     groups.setdefault(_group_key(vae_row(run)), []).append(run)
-  fig, ax = plt.subplots(figsize=(8, 5))
-  seen: dict[str, int] = {}
+  series, seen = [], {}
   for key in sorted(groups, key=lambda k: (k[1], k[2], -k[3])):
     _, est, settings, lr, dec = key
     members = groups[key]
@@ -203,32 +199,24 @@ def vae_figure(runs: list[dict], model: str, path: str,
     if len(members) > 1:
       label += f", median of {len(members)} seeds"
     # Repeats of an estimator (another lr or setting) are drawn fainter.
-    alpha = 1.0 / (1 + seen.get(est, 0))
+    series.append({"label": label, "estimator": est,
+                   "alpha": 1.0 / (1 + seen.get(est, 0)),
+                   "train": _median_curve(members, "train_neg_elbo"),
+                   "test": _median_curve(members, "test_neg_elbo")})
     seen[est] = seen.get(est, 0) + 1
-    color = plotting.color(est)
-    for column, style, kind in (("train_neg_elbo", "-", "train"),
-                                ("test_neg_elbo", "--", "test")):
-      steps, values = _median_curve(members, column)
-      if steps:
-        ax.plot(steps, values, style, color=color, alpha=alpha, lw=1.3,
-                label=f"{label} ({kind})" if kind == "train" else None)
+  points = []
   if authors:
     for epoch, (train, valid) in AUTHORS_ARSM_LOG.items():
       step = (epoch + 1) * STEPS_PER_EPOCH
-      ax.plot([step], [train], "k*", ms=10,
-              label="authors' ARSM log, train" if epoch == 0 else None)
-      ax.plot([step], [valid], "k^", ms=8, mfc="none",
-              label="authors' ARSM log, validation" if epoch == 0 else None)
-  ax.set_xlabel("iteration")
-  ax.set_ylabel("-ELBO (nats)")
-  ax.set_ylim(top=200)
-  ax.grid(alpha=0.3)
-  ax.set_title(f"{model} VAE, threshold MNIST, batch 200 "
-               "(solid: train, dashed: test)", fontsize=10)
-  ax.legend(fontsize=6.5, ncol=2)
-  fig.tight_layout()
-  fig.savefig(path, dpi=110, metadata={"Software": None})
-  plt.close(fig)
+      first = epoch == min(AUTHORS_ARSM_LOG)
+      points.append({"step": step, "value": train, "marker": "*",
+                     "label": "authors' ARSM log, train" if first else None})
+      points.append({"step": step, "value": valid, "marker": "^",
+                     "hollow": True, "label": ("authors' ARSM log, validation"
+                                               if first else None)})
+  plotting.plot_vae_panel(
+      series, path, f"{model} VAE, threshold MNIST, batch 200 "
+      "(solid: train, dashed: test)", points)
   return True
 
 
