@@ -56,7 +56,12 @@ def main(argv):
   try:
     # Before anything is compiled or written: a missing extra is one line.
     tasks.check_requirements(config.experiment, config)
-    parallel.initialize_distributed()
+    try:
+      parallel.initialize_distributed()
+    except (ValueError, RuntimeError) as e:
+      # A bad multi-process launch (process id out of range, coordinator
+      # unreachable in time): one line, not a traceback.
+      raise SystemExit(f"distributed launch: {e}") from None
     logging.info("Experiment %r, workdir %s\n%s", config.experiment,
                  _WORKDIR.value, config)
     tasks.train_and_evaluate(config, _WORKDIR.value)
