@@ -153,6 +153,20 @@ def replay_rollout(job) -> tuple[float, int, int]:
   return ret, n, len(prefix)
 
 
+
+def _episode(arrays, max_steps: int, gamma: float) -> learners.Episode:
+  """A host-collected episode (padded numpy arrays) as a learners.Episode."""
+  mask = jnp.arange(max_steps) < arrays["length"]
+  return learners.Episode(
+      obs=arrays["obs"], states=jnp.zeros((max_steps,)),
+      actions=arrays["actions"], rewards=arrays["rewards"],
+      pi=arrays["pi"], log_pi=arrays["log_pi"], logits=arrays["logits"],
+      mask=mask,
+      returns=learners.discounted_returns(arrays["rewards"], mask, gamma),
+      length=jnp.asarray(arrays["length"], jnp.int32),
+      final_obs=arrays["final_obs"],
+      terminated=jnp.asarray(arrays["terminated"], bool))
+
 class HostArsm:
   """ARSM policy-gradient training on a host simulator (one seed at a time).
 
@@ -197,16 +211,7 @@ class HostArsm:
     apply_fn = self.net.apply
 
     def prepare(arrays, key):
-      mask = jnp.arange(self.max_steps) < arrays["length"]
-      ep = learners.Episode(
-          obs=arrays["obs"], states=jnp.zeros((self.max_steps,)),
-          actions=arrays["actions"], rewards=arrays["rewards"],
-          pi=arrays["pi"], log_pi=arrays["log_pi"], logits=arrays["logits"],
-          mask=mask,
-          returns=learners.discounted_returns(arrays["rewards"], mask, gamma),
-          length=jnp.asarray(arrays["length"], jnp.int32),
-          final_obs=arrays["final_obs"],
-          terminated=jnp.asarray(arrays["terminated"], bool))
+      ep = _episode(arrays, self.max_steps, gamma)
       plan = learners.plan_rollouts(ep, key, max_rollouts=max_rollouts,
                                     rollout_budget=rollout_budget)
       seeds = jax.vmap(jax.vmap(
@@ -335,16 +340,7 @@ class HostBatch:
           num_workers, mp_context=multiprocessing.get_context("spawn"))
 
     def episode(arrays):
-      mask = jnp.arange(self.max_steps) < arrays["length"]
-      return learners.Episode(
-          obs=arrays["obs"], states=jnp.zeros((self.max_steps,)),
-          actions=arrays["actions"], rewards=arrays["rewards"],
-          pi=arrays["pi"], log_pi=arrays["log_pi"], logits=arrays["logits"],
-          mask=mask,
-          returns=learners.discounted_returns(arrays["rewards"], mask, gamma),
-          length=jnp.asarray(arrays["length"], jnp.int32),
-          final_obs=arrays["final_obs"],
-          terminated=jnp.asarray(arrays["terminated"], bool))
+      return _episode(arrays, self.max_steps, gamma)
 
     def update(states, arrays, keys):
       eps = jax.vmap(episode)(arrays)
