@@ -161,7 +161,7 @@ fi
 import os
 from arsm_jax import data
 x = data.load_split("mnist", "test", os.environ["TFDS_DATA_DIR"])
-print("mnist test from .device_data:", getattr(x, "shape", type(x)))
+print("mnist test from", os.environ["TFDS_DATA_DIR"], getattr(x, "shape", type(x)))
 EOF
 log "setup done (mode $MODE)"
 

@@ -13,6 +13,12 @@ Every ``variance_every_steps`` steps: the variance of the gradient w.r.t. the
 encoder logits over ``variance_draws`` draws on a fixed batch, averaged over
 images and coordinates.
 
+``config.dedup`` (ARSM, one-layer models): the training step evaluates the
+decoder once per distinct (image, pseudo latent) of the batch
+(:mod:`arsm_jax.batched`), in a buffer sized at each epoch's start from the
+distinct points of a few batches (:class:`_DedupBuffer`); the numbers are
+those of the plain step, only its cost changes.
+
 Outputs in ``workdir``: ``metrics.jsonl`` + TensorBoard events,
 ``checkpoints/`` (orbax), ``config.json`` and ``summary.json``. The run's
 lifecycle is :mod:`arsm_jax.runs`: a rerun of the same command resumes from
@@ -498,7 +504,8 @@ class _DedupBuffer:
   (the plain step) while deduplicating would save too little, else the
   static buffer of the step. The counts only choose the size: a batch with
   more distinct points than the buffer runs the plain evaluation, so the
-  training numbers never depend on them.
+  training numbers never depend on them. They depend only on the parameters
+  and fixed keys, so several processes choose the same size.
   """
 
   def __init__(self, config, model):
