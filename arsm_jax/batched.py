@@ -311,6 +311,11 @@ class BufferSizer:
     return self.size
 
   @property
+  def largest(self) -> Optional[int]:
+    """The largest observed total in the window (``None`` before any)."""
+    return max(self._recent) if self._recent else None
+
+  @property
   def size(self) -> int:
     if not self._recent:
       return self.num_points

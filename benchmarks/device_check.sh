@@ -28,7 +28,9 @@
 #
 # --dry-run runs every step that needs no GPU for real (sizes, the wheel
 # install into a temporary folder, imports, MNIST from .device_data) and the
-# rest in a minimal form on the CPU, to check the commands and flags.
+# rest in a minimal form on the CPU, to check the commands and flags. Before
+# --prepare has run it skips the wheel install and reads MNIST from
+# $TFDS_DATA_DIR or ../shared/tfds.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -90,7 +92,18 @@ log "sizes: tree ${tree_kb} KiB, .whl ${whl_kb} KiB, .device_data ${data_kb} KiB
 if (( total_kb > 64 * 1024 )); then
   log "too large to travel"; exit 1
 fi
-if [[ ! -d .whl || ! -d "$DATA/mnist" ]]; then
+DATA_ABS="$ROOT/$DATA"
+if [[ "$MODE" == dry && ( ! -d .whl || ! -d "$DATA/mnist" ) ]]; then
+  # Not prepared: check what needs neither (no wheel install; MNIST from
+  # where --prepare would copy it).
+  if [[ ! -d "$DATA/mnist" ]]; then
+    for d in "${TFDS_DATA_DIR:-}" ../shared/tfds ../../shared/tfds; do
+      [[ -n "$d" && -d "$d/mnist" ]] && { DATA_ABS=$(cd "$d" && pwd); break; }
+    done
+  fi
+  log "dry run without --prepare: .whl/ $( [[ -d .whl ]] && echo present || echo "absent (install skipped)"), MNIST from $DATA_ABS"
+fi
+if [[ ! -d "$DATA_ABS/mnist" || ( "$MODE" != dry && ! -d .whl ) ]]; then
   log "missing .whl/ or $DATA/mnist: run $0 --prepare first (with network)"
   exit 1
 fi
@@ -104,17 +117,19 @@ if [[ "$MODE" == dry ]]; then
   TARGET_FLAGS=(--python-version 3.12 --implementation cp --only-binary=:all:
                 --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64)
 fi
-"$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
-  --upgrade --target "$SITE" "${TARGET_FLAGS[@]}" .whl/*.whl >> "$LOG" 2>&1 || {
-  log "wheel install failed"; exit 1; }
-log "installed $(ls .whl/*.whl | wc -l) wheels into $SITE"
+if [[ -d .whl ]]; then
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
+    --upgrade --target "$SITE" "${TARGET_FLAGS[@]}" .whl/*.whl >> "$LOG" 2>&1 || {
+    log "wheel install failed"; exit 1; }
+  log "installed $(ls .whl/*.whl | wc -l) wheels into $SITE"
+fi
 if [[ "$MODE" == dry ]]; then
   export PYTHONPATH="$ROOT"
 else
   export PYTHONPATH="$SITE:$ROOT"
 fi
 export PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=3
-export TFDS_DATA_DIR="$ROOT/$DATA"
+export TFDS_DATA_DIR="$DATA_ABS"
 if [[ "$MODE" == dry ]]; then
   export JAX_PLATFORMS=cpu
 else
@@ -146,7 +161,7 @@ fi
 import os
 from arsm_jax import data
 x = data.load_split("mnist", "test", os.environ["TFDS_DATA_DIR"])
-print("mnist test from .device_data:", getattr(x, "shape", type(x)))
+print("mnist test from", os.environ["TFDS_DATA_DIR"], getattr(x, "shape", type(x)))
 EOF
 log "setup done (mode $MODE)"
 
@@ -202,7 +217,7 @@ else
 fi
 run vae_run "$LIMIT" "$OUT/vae_run.txt" "$PY" experiments/main.py \
   --config=configs/vae.py:arsm_nonlinear --workdir="$WORK" \
-  --config.data_dir="$ROOT/$DATA" --config.progress_every_secs=10 \
+  --config.data_dir="$DATA_ABS" --config.progress_every_secs=10 \
   "${EPOCH_FLAGS[@]}"
 [[ -f "$WORK/metrics.jsonl" ]] && cp "$WORK/metrics.jsonl" "$OUT/vae_metrics.jsonl"
 for f in "$WORK"/summary*; do

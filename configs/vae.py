@@ -104,6 +104,17 @@ def get_config(preset: str = "arsm_nonlinear") -> ml_collections.ConfigDict:
   # decoder's gradient; 0 = all of them. 1 gives the decoder the same
   # one-sample gradient ARSM gives it, at ARSM's cost per step.
   config.decoder_samples = 0
+  # ARSM on the one-layer models (nonlinear, linear) only: the training step
+  # evaluates the decoder once per distinct (image, pseudo latent) of the
+  # batch (arsm_jax.batched), in one static buffer sized from the distinct
+  # counts of a few batches at each epoch's start (batched.BufferSizer); a
+  # batch that overflows it runs the plain evaluation. The numbers are those
+  # of the plain step (every metrics row bit for bit on CPU: tests/
+  # test_vae_dedup.py), only the cost changes, so a run may be resumed with
+  # it switched. False by default: not yet checked on a GPU, where matrix
+  # libraries may round a buffer of another size differently, and on an
+  # untrained encoder almost every point is distinct (nothing to save).
+  config.dedup = False
   # Learn the relaxation temperature with the model (gumbel_softmax,
   # st_gumbel_softmax), from estimator_settings.temperature (default 1.0).
   config.learn_temperature = False

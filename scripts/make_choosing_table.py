@@ -17,7 +17,8 @@ Inputs (each optional; a missing file leaves its columns "not run"):
   ``s_per_step``. Rows for an epoch other than 100 are skipped when an
   ``epochs`` column says so.
 * ``--step`` (default ``docs/results/vae_step_new.json``, from
-  ``benchmarks/vae_step_new.py``): step time relative to ARSM.
+  ``benchmarks/vae_step.py --estimators=new --out=...``): step time
+  relative to ARSM.
 
 With ``--write`` the table replaces the text between the markers
 ``<!-- choosing-table:start -->`` and ``<!-- choosing-table:end -->`` of

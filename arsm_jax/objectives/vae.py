@@ -49,6 +49,7 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from arsm_jax import batched
 from arsm_jax import estimators
 from arsm_jax.estimators import swap
 from arsm_jax.expectation import expectation
@@ -153,15 +154,25 @@ def neg_elbo_one_layer(model, params, z: Array, x: Array,
 
 
 def one_layer_objective(model, est: estimators.Estimator,
-                        decoder_samples: int = 0) -> Objective:
+                        decoder_samples: int = 0,
+                        dedup_buffer: int | None = None) -> Objective:
   """Objective of :class:`~arsm_jax.models.vae.CategoricalVAE`.
 
   ``decoder_samples`` > 0 keeps the decoder gradient to that many of a
   multi-sample estimator's draws (see ``expectation``'s
-  ``pathwise_samples``); 0 uses them all.
+  ``pathwise_samples``); 0 uses them all. ``dedup_buffer`` (ARSM only) makes
+  the training loss evaluate the decoder once per distinct (image, pseudo
+  latent) of the batch, in one buffer of that many latents
+  (:func:`arsm_jax.batched.expectation`; a batch with more distinct latents
+  takes the plain evaluation). The loss and its gradient are those of the
+  plain path; ``logit_grads``, ``neg_elbo`` and ``log_weights`` are
+  unchanged.
   """
   pathwise = decoder_samples or None
   neg_elbo_at = functools.partial(neg_elbo_one_layer, model)
+  if dedup_buffer is not None and est.name != "arsm":
+    raise ValueError(f"dedup_buffer needs estimator 'arsm'; got "
+                     f"{est.name!r}.")
 
   def surrogate(params, logits, key, x, est_state):
     f = lambda z, xi, lq: neg_elbo_at(params, z, xi, lq)
@@ -176,10 +187,20 @@ def one_layer_objective(model, est: estimators.Estimator,
     z = _onehot_sample(key, logits)
     return neg_elbo_at(params, z, x, jax.nn.log_softmax(logits))
 
+  def dedup_surrogate(params, logits, key, x, est_state):
+    # ARSM is stateless and single-sample (pathwise_samples changes nothing).
+    del est_state
+    f = lambda z, xi, lq: neg_elbo_at(params, z, xi, lq)
+    log_q = jax.nn.log_softmax(logits)
+    return batched.expectation(key, logits, f, x, log_q, estimator=est,
+                               buffer_size=dedup_buffer), None
+
+  train_surrogate = surrogate if dedup_buffer is None else dedup_surrogate
+
   def loss(params, key, x, est_state):
     logits = model.apply(params, x, method=model.encode)     # [B, K, C]
     k_est, k_hard = jax.random.split(key)
-    values, new_state = surrogate(params, logits, k_est, x, est_state)
+    values, new_state = train_surrogate(params, logits, k_est, x, est_state)
     if est.pathwise:
       # The surrogate's value is f at a relaxed sample; report a hard one.
       train = sg(neg_elbo(params, k_hard, x))
@@ -307,11 +328,18 @@ def two_layer_objective(model, est: estimators.Estimator,
 
 
 def make_objective(model, est: estimators.Estimator,
-                   decoder_samples: int = 0) -> Objective:
-  """The objective of ``model`` (one or two stochastic layers) under ``est``."""
+                   decoder_samples: int = 0,
+                   dedup_buffer: int | None = None) -> Objective:
+  """The objective of ``model`` (one or two stochastic layers) under ``est``.
+
+  ``dedup_buffer``: see :func:`one_layer_objective` (one layer, ARSM only).
+  """
   if isinstance(model, vae_models.TwoLayerVAE):
+    if dedup_buffer is not None:
+      raise ValueError("dedup_buffer applies to the one-layer models only; "
+                       "got a TwoLayerVAE.")
     return two_layer_objective(model, est, decoder_samples)
-  return one_layer_objective(model, est, decoder_samples)
+  return one_layer_objective(model, est, decoder_samples, dedup_buffer)
 
 
 def evals_per_image(est: estimators.Estimator, num_latents: int,

@@ -13,6 +13,12 @@ Every ``variance_every_steps`` steps: the variance of the gradient w.r.t. the
 encoder logits over ``variance_draws`` draws on a fixed batch, averaged over
 images and coordinates.
 
+``config.dedup`` (ARSM, one-layer models): the training step evaluates the
+decoder once per distinct (image, pseudo latent) of the batch
+(:mod:`arsm_jax.batched`), in a buffer sized at each epoch's start from the
+distinct points of a few batches (:class:`_DedupBuffer`); the numbers are
+those of the plain step, only its cost changes.
+
 Outputs in ``workdir``: ``metrics.jsonl`` + TensorBoard events,
 ``checkpoints/`` (orbax), ``config.json`` and ``summary.json``. The run's
 lifecycle is :mod:`arsm_jax.runs`: a rerun of the same command resumes from
@@ -39,6 +45,7 @@ import ml_collections
 import numpy as np
 import optax
 
+from arsm_jax import batched
 from arsm_jax import config_checks as checks
 from arsm_jax import data as data_lib
 from arsm_jax import estimators
@@ -58,7 +65,12 @@ DATASETS = data_lib.DATASETS + ("synthetic",)
 # Fields that may differ between a run and its resumption.
 _RESUMABLE_FIELDS = ("num_epochs", "data_dir", "cache_dir", "cache_images",
                      "progress_every_secs", "checkpoint_every_steps",
-                     "max_checkpoints", "num_devices")
+                     "max_checkpoints", "num_devices", "dedup")
+# config.dedup: batches whose distinct ARSM points are counted at each
+# epoch's start (and on resumption) to size the buffer, and how many recent
+# counts the size covers (BufferSizer's window).
+_DEDUP_PROBE_BATCHES = 4
+_DEDUP_WINDOW = 5 * _DEDUP_PROBE_BATCHES
 # Largest C**K the 'exact' estimator is allowed to enumerate per image.
 _MAX_EXACT_STATES = 4096
 
@@ -115,6 +127,12 @@ def validate_config(config) -> estimators.Estimator:
   checks.boolean(config, "pin_first_logit")
   checks.boolean(config, "learn_temperature")
   check_estimator(config.model, est, config.learn_temperature)
+  if checks.boolean(config, "dedup") and (
+      config.estimator != "arsm" or config.model == "two_layer"):
+    raise ValueError(
+        "config.dedup=True applies to estimator 'arsm' on the one-layer "
+        "models (nonlinear, linear); got estimator "
+        f"{config.estimator!r}, model {config.model!r}.")
   return est
 
 
@@ -370,9 +388,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                             config.binarization,
                             jax.random.fold_in(k_evalbin, 2))
 
-  train_step = make_train_step(
-      objective, tx, config.binarization, k_train,
-      batch_sharding=dp.batch_sharding)
+  def build_train_step(dedup_buffer: Optional[int] = None):
+    loss_objective = objective if dedup_buffer is None else make_objective(
+        model, est, int(config.decoder_samples), dedup_buffer)
+    return make_train_step(loss_objective, tx, config.binarization, k_train,
+                           batch_sharding=dp.batch_sharding)
+
+  train_step = build_train_step()
+  dedup = _DedupBuffer(config, model) if config.dedup else None
   neg_elbo_fn, neg_iwae_fn = make_evaluator(objective, config.iwae_samples)
   variance_fn = make_variance_fn(objective, config.variance_draws)
   evals = evals_per_image(est, config.num_latents, config.num_categories)
@@ -408,6 +431,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       epoch, pos = divmod(step, steps_per_epoch)
       if perm is None or pos == 0:
         perm = data_lib.epoch_permutation(k_data, epoch, num_train)
+        if dedup is not None and dedup.update(
+            parallel.local_tree(state.params), splits["train"],
+            np.asarray(perm), jax.random.fold_in(k_var, 10**6 + epoch)):
+          train_step = build_train_step(dedup.buffer)
       idx = perm[pos * config.batch_size:(pos + 1) * config.batch_size]
       if dp.multi_process:
         local_x = splits["train"][np.asarray(idx)[rows]]   # [B / P, D]
@@ -464,6 +491,58 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     writers.write_json(os.path.join(workdir, "summary.json"), summary)
   parallel.barrier("vae/summary")
   return summary
+
+
+class _DedupBuffer:
+  """The buffer of ``config.dedup``: sized from a few probe batches per epoch.
+
+  At each epoch's start (and on resumption) :meth:`update` counts the
+  distinct ARSM points of the epoch's first ``_DEDUP_PROBE_BATCHES`` batches
+  at the current parameters (encoder forward and pseudo actions only, with
+  keys of their own) and gives the totals to a
+  :class:`~arsm_jax.batched.BufferSizer`. Its size is ``buffer``: ``None``
+  (the plain step) while deduplicating would save too little, else the
+  static buffer of the step. The counts only choose the size: a batch with
+  more distinct points than the buffer runs the plain evaluation, so the
+  training numbers never depend on them. They depend only on the parameters
+  and fixed keys, so several processes choose the same size.
+  """
+
+  def __init__(self, config, model):
+    self.batch_size = int(config.batch_size)
+    self.binarization = config.binarization
+    self.num_points = self.batch_size * batched.num_points(
+        config.num_latents, config.num_categories)
+    self.sizer = batched.BufferSizer(self.num_points, window=_DEDUP_WINDOW)
+    self.buffer: Optional[int] = None
+
+    @jax.jit
+    def count(params, raw, key):
+      k_bin, k_pts = jax.random.split(key)
+      x = data_lib.binarize(raw, self.binarization, k_bin)
+      logits = model.apply(params, x, method=model.encode)    # [B, K, C]
+      return jnp.sum(batched.count_distinct(k_pts, logits))
+
+    self._count = count
+
+  def update(self, params, images: np.ndarray, perm: np.ndarray,
+             key) -> bool:
+    """Counts the probe batches; returns whether ``buffer`` changed."""
+    b = self.batch_size
+    num = min(_DEDUP_PROBE_BATCHES, len(perm) // b)
+    for i in range(num):
+      raw = images[perm[i * b:(i + 1) * b]]                 # [B, D]
+      self.sizer.observe(self._count(params, raw, jax.random.fold_in(key, i)))
+    size = self.sizer.size
+    new = None if size >= self.num_points else size
+    if new == self.buffer:
+      return False
+    logging.info("vae: dedup buffer %s -> %s of %d points per batch "
+                 "(largest recent count %d)",
+                 self.buffer or "plain", new or "plain", self.num_points,
+                 self.sizer.largest)
+    self.buffer = new
+    return True
 
 
 def _last_metrics(workdir: str) -> dict[str, float]:
@@ -529,5 +608,6 @@ def _summary(config, est, workdir, evals, num_steps, steps_per_epoch,
       "seconds_per_step_this_session": (loop_seconds / steps_run
                                         if steps_run else None),
       "seed": config.seed,
+      "dedup": bool(config.dedup),
       "config": runs.identity(runs.config_json(config), _RESUMABLE_FIELDS),
   }
