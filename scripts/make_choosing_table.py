@@ -20,7 +20,7 @@ Inputs (each optional; a missing file leaves its columns "not run"):
   ``benchmarks/vae_step.py --estimators=new --out=...``): step time
   relative to ARSM.
 
-With ``--write`` the table replaces the text between the markers
+With ``--check`` it fails when that table is stale. With ``--write`` the table replaces the text between the markers
 ``<!-- choosing-table:start -->`` and ``<!-- choosing-table:end -->`` of
 ``--doc`` (default ``docs/choosing.md``).
 """
@@ -127,8 +127,32 @@ def load_diagnostics(paths, markdown_path: str):
   return out
 
 
+def vae_label(row: dict) -> str:
+  """The table's label of a vae.csv row: estimator, and k or n if it has one.
+
+  ``reinforce_loo`` with ``num_samples=46`` is ``reinforce_loo (n=46)``,
+  ``unordered_set`` with ``num_samples=4`` is ``unordered_set (k=4)``; an
+  explicit ``label`` column wins.
+  """
+  if row.get("label"):
+    return row["label"]
+  name = row.get("estimator", "")
+  settings = dict(item.split("=", 1) for item in
+                  (row.get("settings") or "").split(";") if "=" in item)
+  if "num_samples" in settings and name in ("reinforce_loo", "reinforce_wor",
+                                            "unordered_set"):
+    letter = "n" if name == "reinforce_loo" else "k"
+    return f"{name} ({letter}={settings['num_samples']})"
+  return name
+
+
 def load_vae(path: str):
-  """{label: row} of the 100-epoch VAE runs (empty when the file is absent)."""
+  """{label: row} of the 100-epoch one-layer nonlinear VAE runs.
+
+  Where a label has several runs (learning rates, seeds), the row with the
+  lowest validation -ELBO is kept and its learning rate is shown beside the
+  number. Empty when the file is absent.
+  """
   if not os.path.exists(path):
     return {}
   out = {}
@@ -137,8 +161,13 @@ def load_vae(path: str):
       row = {k.strip().lower(): (v or "").strip() for k, v in row.items()}
       if row.get("epochs") and float(row["epochs"]) != 100:
         continue
-      label = row.get("label") or row.get("estimator")
-      if label:
+      if row.get("model", "nonlinear") != "nonlinear":
+        continue
+      label = vae_label(row)
+      value = _number(row, "valid_neg_elbo")
+      if not label or value is None:
+        continue
+      if label not in out or value < _number(out[label], "valid_neg_elbo"):
         out[label] = row
   return out
 
@@ -181,9 +210,14 @@ def table(diag, vae, step) -> str:
       r = diag.get((p, diag_label)) if diag_label else None
       cells.append(_fmt(r["variance_x_evals"]) if r else "-")
     v = vae.get(label) or (vae.get(base) if samples is None else None)
-    cells.append(_fmt(_number(v, "valid_neg_elbo", "validation_neg_elbo",
-                              "test_neg_elbo", "train_neg_elbo"), 5))
-    cells.append(_fmt(_number(v, "s_per_step")))
+    value = _number(v, "valid_neg_elbo", "validation_neg_elbo",
+                    "test_neg_elbo", "train_neg_elbo")
+    elbo = "not run" if value is None else f"{value:.2f}"
+    if value is not None and v.get("learning_rate"):
+      lr = f"{float(v['learning_rate']):.0e}".replace("e-0", "e-")
+      elbo += f" (lr {lr})"
+    cells.append(elbo)
+    cells.append(_fmt(_number(v, "seconds_per_step", "s_per_step")))
     s = step.get(label) or (step.get(base) if samples is None else None)
     cells.append(_fmt(s["ratio_to_arsm"]) if s else "not run")
     lines.append("| " + " | ".join(cells) + " |")
@@ -205,11 +239,13 @@ def main():
   parser.add_argument("--doc", default=os.path.join(_ROOT, "docs",
                                                     "choosing.md"))
   parser.add_argument("--write", action="store_true")
+  parser.add_argument("--check", action="store_true",
+                      help="fail if --doc's table differs from the results")
   args = parser.parse_args()
   text = table(load_diagnostics(
       [p for p in args.diagnostics.split(",") if p], args.diagnostics_md),
                load_vae(args.vae), load_step(args.step))
-  if not args.write:
+  if not (args.write or args.check):
     print(text)
     return
   with open(args.doc) as fh:
@@ -218,8 +254,14 @@ def main():
     raise SystemExit(f"{args.doc} lacks the markers {START} ... {END}.")
   head, rest = doc.split(START, 1)
   _, tail = rest.split(END, 1)
+  new_doc = head + START + "\n" + text + END + tail
+  if args.check:
+    if new_doc != doc:
+      raise SystemExit(f"{args.doc}'s table is stale: run "
+                       "scripts/make_choosing_table.py --write.")
+    return
   with open(args.doc, "w") as fh:
-    fh.write(head + START + "\n" + text + END + tail)
+    fh.write(new_doc)
 
 
 if __name__ == "__main__":

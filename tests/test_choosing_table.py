@@ -1,0 +1,59 @@
+"""docs/choosing.md's table is generated from the results files."""
+
+import csv
+import importlib.util
+import os
+import subprocess
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _module():
+  spec = importlib.util.spec_from_file_location(
+      "make_choosing_table",
+      os.path.join(REPO, "scripts", "make_choosing_table.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def test_vae_rows_get_the_tables_labels():
+  m = _module()
+  assert m.vae_label({"estimator": "arsm", "settings": ""}) == "arsm"
+  assert m.vae_label({"estimator": "reinforce_loo",
+                      "settings": "num_samples=46"}) == "reinforce_loo (n=46)"
+  assert m.vae_label({"estimator": "unordered_set",
+                      "settings": "num_samples=4;temperature=1"}) == (
+                          "unordered_set (k=4)")
+  assert m.vae_label({"estimator": "x", "label": "mine"}) == "mine"
+
+
+def test_the_best_learning_rate_of_a_label_is_shown(tmp_path):
+  m = _module()
+  path = tmp_path / "vae.csv"
+  fields = ("model", "estimator", "settings", "learning_rate", "epochs",
+            "valid_neg_elbo", "seconds_per_step")
+  rows = [("nonlinear", "reinforce", "", "0.0003", "100", "110.5", "0.05"),
+          ("nonlinear", "reinforce", "", "0.0001", "100", "104.25", "0.05"),
+          ("nonlinear", "reinforce", "", "0.001", "20", "90.0", "0.05"),
+          ("two_layer", "reinforce", "", "0.001", "100", "80.0", "0.05")]
+  with open(path, "w", newline="") as fh:
+    writer = csv.writer(fh)
+    writer.writerow(fields)
+    writer.writerows(rows)
+  vae = m.load_vae(str(path))
+  assert set(vae) == {"reinforce"}
+  assert vae["reinforce"]["learning_rate"] == "0.0001"
+  text = m.table({}, vae, {})
+  line = next(l for l in text.splitlines() if l.startswith("| `reinforce` "))
+  assert "104.25 (lr 1e-4)" in line
+  assert "| `arsm` |" in text and "not run" in text
+
+
+def test_the_committed_guide_is_up_to_date():
+  out = subprocess.run(
+      [sys.executable, os.path.join(REPO, "scripts", "make_choosing_table.py"),
+       "--check"], capture_output=True, text=True, cwd=REPO,
+      env={**os.environ, "PYTHONPATH": REPO})
+  assert out.returncode == 0, out.stderr
