@@ -344,8 +344,9 @@ def rl_runs(results: str = RESULTS) -> list[dict]:
   "options", "curves"}``, the moving averages recomputed from the rewards.
 
   Raises:
-    ValueError: when a learner's curves do not give its summary's final
-      moving average (curves and summary from different runs).
+    ValueError: when a learner's config.json is missing, or its curves do
+      not give its summary's final moving average (curves and summary from
+      different runs).
   """
   root = os.path.join(results, "rl")
   runs = []
@@ -366,8 +367,10 @@ def rl_runs(results: str = RESULTS) -> list[dict]:
     learners = []
     for learner, result in summary["learners"].items():
       config_path = os.path.join(folder, learner, "config.json")
-      config = (_read_json(config_path) if os.path.exists(config_path)
-                else dict(summary["config"], learner=learner))
+      if not os.path.exists(config_path):
+        raise ValueError(f"{config_path} is missing: recollect the run with "
+                         "scripts/collect_run.py --experiment=rl.")
+      config = _read_json(config_path)
       curves = _load_curves(os.path.join(folder, learner, "curves.npz"),
                             config.get("moving_average_window", 100))
       final = float(np.median(curves["moving_average"][-1]))
