@@ -506,7 +506,7 @@ def rl_seed_rows(runs: list[dict]) -> list[dict]:
 
   The episodes that ended before the step cap (on Acrobot-v1: reached the
   goal), over the whole run and over the last ``moving_average_window``
-  episodes; over that window also the mean entropy, the mean eligible
+  episodes, and the last of them (1-based); over that window also the mean entropy, the mean eligible
   fraction (steps with a pseudo action that differs from the action) and the
   episodes without any rollout; the episode from which the measured gradient
   variance is exactly zero for good (``None`` if it is not at the end) and
@@ -534,6 +534,9 @@ def rl_seed_rows(runs: list[dict]) -> list[dict]:
             "ended_early": None if early is None else int(early[:, s].sum()),
             "ended_early_last": (None if early is None
                                  else int(early[last, s].sum())),
+            "last_ended_early": (None if early is None
+                                 or not early[:, s].any()
+                                 else int(np.nonzero(early[:, s])[0][-1]) + 1),
             "episodes": int(c["reward"].shape[0]),
             "entropy_last": float(np.mean(
                 c["entropy"][last, s].astype(np.float64))),
@@ -555,11 +558,11 @@ def rl_seed_table(rows: list[dict]) -> str:
   """Markdown of :func:`rl_seed_rows`."""
   lines = [
       "| env | options | seed | solved at | final moving average "
-      "| episodes ended before the cap: all, last W "
+      "| episodes ended before the cap: all, last W | last such episode "
       "| entropy, last W | eligible fraction, last W "
       "| episodes without rollouts, last W | gradient exactly 0 from "
       "| eligible fraction 0 from |",
-      "|---|---|---|---|---|---|---|---|---|---|---|"]
+      "|---|---|---|---|---|---|---|---|---|---|---|---|"]
   for row in rows:
     cells = [
         row["env"], row["options"].replace(";", "; ") or "-",
@@ -568,6 +571,7 @@ def rl_seed_table(rows: list[dict]) -> str:
         ("-" if row["ended_early"] is None else
          f"{row['ended_early']}/{row['episodes']}, "
          f"{row['ended_early_last']}/{row['window']}"),
+        _or_dash(row["last_ended_early"], "d"),
         f"{row['entropy_last']:.3f}",
         f"{row['eligible_last']:.3f}",
         f"{row['no_rollout_last']}/{row['window']}",
