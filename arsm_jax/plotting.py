@@ -334,8 +334,9 @@ def plot_rl_seeds(rows: Sequence[Mapping[str, Any]], path: str, title: str,
     x = np.arange(1, entropy.shape[0] + 1)
     xv = np.asarray(row["variance_episode"])
     for s, solved in enumerate(row["solved"]):
+      # Opaque, not antialiased: hundreds of noisy lines stay a small PNG.
       kw = dict(color="tab:blue" if solved else "tab:red",
-                lw=0.6 if solved else 0.9, alpha=0.6 if solved else 0.85)
+                lw=0.6 if solved else 0.9, antialiased=False)
       ax_row[0].plot(x, entropy[:, s], **kw)
       ax_row[1].plot(x, eligible[:, s], **kw)
       if lv.size:
