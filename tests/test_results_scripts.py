@@ -311,3 +311,20 @@ def test_rl_summary_and_curves_must_agree(rl_results):
   summary_path.write_text(json.dumps(summary))
   with pytest.raises(ValueError, match="final moving average"):
     make_results.rl_runs(str(results))
+
+
+def test_rl_panels_without_variance_measurements(tmp_path):
+  """LunarLander runs measure no gradient variance ([0, S] arrays)."""
+  from arsm_jax import plotting  # pylint: disable=g-import-not-at-top
+  make_results = _load("make_results")
+  assert make_results._zero_from(np.zeros((0,), np.float32),
+                                 np.zeros((0,), np.int32)) is None
+  ma = rl.moving_average(_REWARD, _W)
+  path = tmp_path / "lunar.png"
+  plotting.plot_rl_panels(
+      [{"label": "arsm", "learner": "arsm", "variant": 0,
+        "moving_average": ma, "test_moving_average": None,
+        "log_grad_variance": np.zeros((0, _S), np.float32),
+        "variance_episode": np.zeros((0,), np.int32)}],
+      str(path), "LunarLander-v3", 200.0)
+  assert path.stat().st_size > 1000
