@@ -289,7 +289,8 @@ def plot_rl_panels(series: Sequence[Mapping[str, Any]], path: str, title: str,
     axes[2].set_ylabel(f"log variance (floor {log_variance_floor:.0f}: "
                        "exactly zero)")
   else:
-    axes[2].text(0.5, 0.5, "not measured", ha="center", va="center",
+    axes[2].text(0.5, 0.5, "not measured in these runs", ha="center",
+                 va="center",
                  transform=axes[2].transAxes)
   for ax in axes:
     ax.set_xlabel("episode")
