@@ -2,9 +2,11 @@
 
 :func:`plot_toy` (figure 1, called by the toy task), :func:`plot_rl`
 (figure 3, called by the RL task), :func:`plot_vae` (figure 2, called by
-``experiments/vae_figure.py`` on finished or running VAE workdirs) and
-:func:`plot_vae_panel` (figure 2 from collected runs, seed medians, called by
-``scripts/make_results.py``).
+``experiments/vae_figure.py`` on finished or running VAE workdirs), and from
+collected runs (called by ``scripts/make_results.py``)
+:func:`plot_vae_panel` (figure 2, seed medians), :func:`plot_rl_panels`
+(figure 3, several runs and options per learner) and :func:`plot_rl_seeds`
+(per-seed RL diagnostics).
 """
 
 from __future__ import annotations
@@ -37,6 +39,21 @@ COLORS = {
     "indecater": "darkgreen",
     "gumbel_rao": "orchid",
 }
+
+
+# Further runs of one learner (other options) in one figure, in order.
+VARIANT_STYLES = (("darkorange", "--"), ("darkviolet", "-."),
+                  ("saddlebrown", ":"), ("deeppink", "--"),
+                  ("olive", "-."), ("teal", ":"))
+
+
+def variant_style(name: str, index: int) -> tuple[str, str]:
+  """Colour and line style of the ``index``-th run of ``name`` in a figure:
+  the estimator's own colour, solid, for the first, :data:`VARIANT_STYLES`
+  after."""
+  if index == 0:
+    return color(name), "-"
+  return VARIANT_STYLES[(index - 1) % len(VARIANT_STYLES)]
 
 
 def color(name: str) -> str:
@@ -211,4 +228,138 @@ def plot_vae_panel(series: Sequence[Mapping[str, Any]], path: str, title: str,
   ax.legend(fontsize=6.5, ncol=2)
   fig.tight_layout()
   fig.savefig(path, dpi=110, metadata={"Software": None})
+  plt.close(fig)
+
+
+def _median_band(ax, x, values, col, style="-", label=None, band=True):
+  """Median over the seed axis of ``values [N, S]``, 10th-90th band."""
+  values = np.asarray(values, np.float64)
+  ax.plot(x, np.median(values, axis=1), style, color=col, lw=1.4,
+          label=label)
+  if band:
+    ax.fill_between(x, np.percentile(values, 10, axis=1),
+                    np.percentile(values, 90, axis=1), color=col, alpha=0.15,
+                    lw=0)
+
+
+def plot_rl_panels(series: Sequence[Mapping[str, Any]], path: str, title: str,
+                   threshold: float,
+                   log_variance_floor: float = float(np.log(1e-30))) -> None:
+  """Figure 3 from collected runs: training reward, test reward, log variance.
+
+  Each panel shows the median over seeds and the 10th-90th percentile band,
+  one colour per (learner, options) (:func:`variant_style`).
+
+  Args:
+    series: per line ``{"label", "learner", "variant" (index among the
+      lines of that learner), "moving_average" [E, S],
+      "test_moving_average" [E, S] or None, "log_grad_variance" [M, S],
+      "variance_episode" [M]}``.
+    path: the image to write.
+    title: the figure's title.
+    threshold: the solved threshold, drawn dotted on the reward panels.
+    log_variance_floor: the log variance of an exactly constant estimate.
+  """
+  fig, axes = plt.subplots(1, 3, figsize=(17, 5.2))
+  any_variance = False
+  for line in series:
+    col, style = variant_style(line["learner"], line.get("variant", 0))
+    ma = np.asarray(line["moving_average"])                  # [E, S]
+    _median_band(axes[0], np.arange(1, ma.shape[0] + 1), ma, col, style,
+                 line["label"])
+    test = line.get("test_moving_average")
+    if test is not None:
+      test = np.asarray(test)                                 # [E, S]
+      _median_band(axes[1], np.arange(1, test.shape[0] + 1), test, col,
+                   style, line["label"])
+    lv = np.maximum(np.asarray(line["log_grad_variance"], np.float64),
+                    log_variance_floor)                       # [M, S]
+    if lv.size:
+      any_variance = True
+      _median_band(axes[2], np.asarray(line["variance_episode"]), lv, col,
+                   style, line["label"], band=False)
+  for ax in axes[:2]:
+    ax.axhline(threshold, color="k", ls=":", lw=0.8)
+    ax.set_ylabel("moving-average reward")
+  axes[0].set_title("training episodes")
+  axes[1].set_title("one test episode after each update (the authors' score)")
+  axes[2].set_title("log variance of the policy gradient (median)")
+  if any_variance:
+    axes[2].axhline(log_variance_floor, color="k", ls=":", lw=0.8)
+    axes[2].set_ylabel(f"log variance (floor {log_variance_floor:.0f}: "
+                       "exactly zero)")
+  else:
+    axes[2].text(0.5, 0.5, "not measured in these runs", ha="center",
+                 va="center",
+                 transform=axes[2].transAxes)
+  for ax in axes:
+    ax.set_xlabel("episode")
+    ax.grid(alpha=0.3)
+  handles, labels = axes[0].get_legend_handles_labels()
+  if handles:
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 3),
+               fontsize=8, frameon=False)
+  fig.suptitle(title, fontsize=10)
+  fig.tight_layout(rect=(0, 0.04 + 0.035 * ((len(labels) + 2) // 3), 1, 1))
+  fig.savefig(path, dpi=100, metadata={"Software": None})
+  plt.close(fig)
+
+
+def plot_rl_seeds(rows: Sequence[Mapping[str, Any]], path: str, title: str,
+                  log_variance_floor: float = float(np.log(1e-30))) -> None:
+  """Per-seed RL diagnostics, one row of panels per run.
+
+  Columns: the policy's mean entropy, the fraction of steps whose pseudo
+  action differs from the action (``eligible_fraction``), the log gradient
+  variance and the number of episodes so far that ended before the step cap
+  (on Acrobot: reached the goal), against episode; seeds that never solved
+  in red, solved ones in blue.
+
+  Args:
+    rows: per run ``{"label", "entropy" [E, S], "eligible_fraction" [E, S],
+      "log_grad_variance" [M, S], "variance_episode" [M], "solved" [S]
+      booleans, "ended_early" [E, S] cumulative counts or None,
+      "step_cap"}``.
+    path: the image to write.
+    title: the figure's title.
+    log_variance_floor: the log variance of an exactly constant estimate.
+  """
+  fig, axes = plt.subplots(len(rows), 4, figsize=(19, 3.1 * len(rows) + 0.6),
+                           squeeze=False)
+  for ax_row, row in zip(axes, rows):
+    entropy = np.asarray(row["entropy"])                     # [E, S]
+    eligible = np.asarray(row["eligible_fraction"])          # [E, S]
+    lv = np.maximum(np.asarray(row["log_grad_variance"], np.float64),
+                    log_variance_floor)                      # [M, S]
+    early = row.get("ended_early")                           # [E, S]
+    x = np.arange(1, entropy.shape[0] + 1)
+    xv = np.asarray(row["variance_episode"])
+    for s, solved in enumerate(row["solved"]):
+      # Opaque, not antialiased: hundreds of noisy lines stay a small PNG.
+      kw = dict(color="tab:blue" if solved else "tab:red",
+                lw=0.6 if solved else 0.9, antialiased=False)
+      ax_row[0].plot(x, entropy[:, s], **kw)
+      ax_row[1].plot(x, eligible[:, s], **kw)
+      if lv.size:
+        ax_row[2].plot(xv, lv[:, s], marker=".", ms=2, **kw)
+      if early is not None:
+        ax_row[3].plot(x, np.asarray(early)[:, s], **kw)
+    num_failed = sum(not v for v in row["solved"])
+    ax_row[0].set_title(f"{row['label']}\npolicy entropy "
+                        f"({num_failed} seeds never solved)", fontsize=9)
+    ax_row[0].set_ylabel("mean entropy (nats)")
+    ax_row[1].set_title("fraction of steps with a differing pseudo action",
+                        fontsize=9)
+    ax_row[1].set_ylim(-0.03, 1.03)
+    ax_row[2].set_title("log variance of the policy gradient", fontsize=9)
+    ax_row[2].axhline(log_variance_floor, color="k", ls=":", lw=0.8)
+    ax_row[3].set_title(f"episodes so far that ended before the "
+                        f"{row.get('step_cap')}-step cap", fontsize=9)
+    for ax in ax_row:
+      ax.grid(alpha=0.3)
+  for ax in axes[-1]:
+    ax.set_xlabel("episode")
+  fig.suptitle(title, fontsize=10)
+  fig.tight_layout()
+  fig.savefig(path, dpi=80, metadata={"Software": None})
   plt.close(fig)

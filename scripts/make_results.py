@@ -14,6 +14,29 @@ Inputs are the folders ``docs/results/vae/<run>/`` written by
   figure-2 panels, -ELBO against iteration, train solid and test dashed, one
   colour per estimator, the median over seeds; the authors' logged ARSM
   points (epochs 0 and 99, see ``ARSM_notes.md``) on the one-layer panel.
+
+and from ``docs/results/rl/<run>/`` (``summary.json``, ``command.txt``, per
+learner ``config.json`` and the reduced ``curves.npz``):
+
+* ``docs/results/rl.csv``: one row per (env, learner, options) of each run;
+  ``options`` are the learner's config fields that differ from
+  ``configs/rl.py``'s defaults for that environment (``seeds`` and
+  ``episodes`` are columns of their own);
+* ``docs/results/rl_table.md``: the same, for ``docs/experiments/rl.md``;
+* ``docs/results/rl_arsm_seeds.md``: per ARSM run and seed, what its policy
+  ended as (entropy, eligible fraction, rollouts over the last window of
+  episodes; from which episode the gradient was exactly zero for good);
+* ``docs/rl_cartpole.png``, ``docs/rl_acrobot.png``, ``docs/rl_lunarlander.png``
+  (for the environments that have runs): the poster's figure-3 panels,
+  moving-average reward of the training and of the test episodes (median
+  over seeds, 10th-90th percentile band) and the log gradient variance, one
+  colour per (learner, options);
+* ``docs/rl_acrobot_collapse.png``: per ARSM run on Acrobot-v1, per seed,
+  policy entropy, eligible fraction and log gradient variance against
+  episode, seeds that never solved in red.
+
+``--check`` compares the text outputs and fails when an RL figure is missing
+(figures are not compared byte for byte).
 """
 
 from __future__ import annotations
@@ -26,8 +49,13 @@ import os
 import statistics
 import sys
 
+import numpy as np
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(REPO, "docs", "results")
+DOCS = os.path.join(REPO, "docs")
+if REPO not in sys.path:
+  sys.path.insert(0, REPO)    # configs/ (the RL defaults)
 
 VAE_COLUMNS = (
     "run", "model", "estimator", "settings", "learning_rate", "seed",
@@ -220,37 +248,477 @@ def vae_figure(runs: list[dict], model: str, path: str,
   return True
 
 
+# ----------------------------------------------------------------------------
+# RL (figure 3)
+
+RL_COLUMNS = (
+    "env", "learner", "options", "seeds", "episodes",
+    "median_episodes_to_solve", "seeds_solved", "episodes_to_solve",
+    "median_test_episodes_to_solve", "test_seeds_solved",
+    "final_moving_average_median", "final_test_moving_average_median",
+    "final_entropy_median", "final_eligible_fraction_median",
+    "mean_rollouts_per_episode", "env_steps_per_second", "run", "command")
+
+# configs/rl.py preset whose defaults an environment's runs are compared to,
+# and the figure each environment's runs go to.
+RL_ENVS = {"CartPole-v1": "cartpole", "Acrobot-v1": "acrobot",
+           "LunarLander-v3": "lunarlander"}
+RL_LEARNERS = ("arsm", "a2c", "relax", "reinforce_ma")
+# Config fields that are not options: what the run is of, and the columns.
+_NOT_OPTIONS = ("experiment", "env", "learner", "num_seeds", "num_episodes")
+# The authors' protocol options first, in this order; the rest sorted.
+_OPTION_ORDER = ("rollout_budget", "max_episode_steps", "max_rollouts",
+                 "common_random_numbers")
+# Each environment's own step cap (arsm_jax.envs), used when
+# max_episode_steps is 0.
+RL_STEP_LIMITS = {"CartPole-v1": 500, "Acrobot-v1": 500,
+                  "LunarLander-v3": 1000}
+# arsm_jax.tasks.rl.LOG_VARIANCE_FLOOR: the log variance logged for an
+# estimate that is exactly constant (kept here to spare the jax import).
+LOG_VARIANCE_FLOOR = float(np.log(1e-30))
+# Measurements at most this far above the floor count as exactly zero (the
+# floor is stored in float32).
+_FLOOR_TOLERANCE = 1e-3
+
+
+def rl_moving_average(rewards: np.ndarray, window: int) -> np.ndarray:
+  """``[E, S]`` mean of the last ``min(window, e)`` rewards at episode e.
+
+  The computation of ``arsm_jax.tasks.rl.moving_average`` (the collected
+  curves keep the rewards only).
+  """
+  csum = np.cumsum(rewards, axis=0)
+  e = np.arange(1, rewards.shape[0] + 1)
+  start = np.maximum(e - window, 0)
+  prev = np.where((start > 0)[:, None], csum[np.maximum(start - 1, 0)], 0.0)
+  return ((csum - prev) / (e - start)[:, None]).astype(np.float64)
+
+
+def _env_key(env: str) -> str:
+  return RL_ENVS.get(env, env.split("-")[0].lower())
+
+
+def rl_defaults(env: str) -> dict:
+  """``configs/rl.py``'s config for ``env`` as plain JSON values."""
+  from configs import rl as rl_config  # pylint: disable=g-import-not-at-top
+  preset = RL_ENVS.get(env)
+  config = rl_config.get_config(preset or "")
+  if preset is None:
+    config.env = env
+  return json.loads(json.dumps(config.to_dict()))
+
+
+def _option_value(value) -> str:
+  if isinstance(value, (list, tuple)):
+    return "(" + ",".join(str(v) for v in value) + ")"
+  return str(value)
+
+
+def rl_options(env: str, learner_config: dict,
+               defaults: dict | None = None) -> str:
+  """``field=value;...`` for the fields of a learner's run that differ from
+  the defaults of ``env`` (the authors' protocol options first)."""
+  defaults = rl_defaults(env) if defaults is None else defaults
+  missing = object()
+  changed = [k for k, v in learner_config.items()
+             if k not in _NOT_OPTIONS and defaults.get(k, missing) != v]
+  changed.sort(key=lambda k: (_OPTION_ORDER.index(k) if k in _OPTION_ORDER
+                              else len(_OPTION_ORDER), k))
+  return ";".join(f"{k}={_option_value(learner_config[k])}" for k in changed)
+
+
+def _load_curves(path: str, window: int) -> dict:
+  with np.load(path) as saved:
+    curves = {k: np.asarray(saved[k]) for k in saved.files}
+  curves["moving_average"] = rl_moving_average(curves["reward"], window)
+  if "test_reward" in curves:
+    curves["test_moving_average"] = rl_moving_average(curves["test_reward"],
+                                                      window)
+  return curves
+
+
+def rl_runs(results: str = RESULTS) -> list[dict]:
+  """The collected RL runs: per run its summary, command and learners.
+
+  Each learner is ``{"name", "result" (its summary entry), "config",
+  "options", "curves"}``, the moving averages recomputed from the rewards.
+
+  Raises:
+    ValueError: when a learner's config.json is missing, or its curves do
+      not give its summary's final moving average (curves and summary from
+      different runs).
+  """
+  root = os.path.join(results, "rl")
+  runs = []
+  if not os.path.isdir(root):
+    return runs
+  defaults = {}
+  for name in sorted(os.listdir(root)):
+    folder = os.path.join(root, name)
+    summary_path = os.path.join(folder, "summary.json")
+    if not os.path.exists(summary_path):
+      continue
+    summary = _read_json(summary_path)
+    with open(os.path.join(folder, "command.txt")) as fh:
+      command = fh.read().strip()
+    env = summary["env"]
+    if env not in defaults:
+      defaults[env] = rl_defaults(env)
+    learners = []
+    for learner, result in summary["learners"].items():
+      config_path = os.path.join(folder, learner, "config.json")
+      if not os.path.exists(config_path):
+        raise ValueError(f"{config_path} is missing: recollect the run with "
+                         "scripts/collect_run.py --experiment=rl.")
+      config = _read_json(config_path)
+      curves = _load_curves(os.path.join(folder, learner, "curves.npz"),
+                            config.get("moving_average_window", 100))
+      final = float(np.median(curves["moving_average"][-1]))
+      if abs(final - result["final_moving_average_median"]) > 1e-3 * (
+          1 + abs(final)):
+        raise ValueError(
+            f"{folder}/{learner}: the curves give a final moving average "
+            f"{final}, the summary {result['final_moving_average_median']}; "
+            "recollect the run.")
+      learners.append({"name": learner, "result": result, "config": config,
+                       "options": rl_options(env, config, defaults[env]),
+                       "curves": curves})
+    runs.append({"name": name, "env": env, "summary": summary,
+                 "command": command, "learners": learners})
+  return runs
+
+
+def _solve_text(solve) -> str:
+  return " ".join("-" if v is None else str(v) for v in solve)
+
+
+def _rl_sort_key(row: dict) -> tuple:
+  env_order = list(RL_ENVS)
+  learner = row["learner"]
+  return (env_order.index(row["env"]) if row["env"] in env_order
+          else len(env_order), row["env"],
+          RL_LEARNERS.index(learner) if learner in RL_LEARNERS
+          else len(RL_LEARNERS), learner, row["options"] != "",
+          row["options"], row["run"])
+
+
+def rl_rows(runs: list[dict]) -> list[dict]:
+  """One row per (run, learner), sorted by env, learner, options."""
+  rows = []
+  for run in runs:
+    for learner in run["learners"]:
+      r = learner["result"]
+      rows.append({
+          "env": run["env"],
+          "learner": learner["name"],
+          "options": learner["options"],
+          "seeds": r["num_seeds"],
+          "episodes": r["num_episodes"],
+          "median_episodes_to_solve": r["median_episodes_to_solve"],
+          "seeds_solved": r["num_solved"],
+          "episodes_to_solve": _solve_text(r["episodes_to_solve"]),
+          "median_test_episodes_to_solve": r.get(
+              "median_test_episodes_to_solve"),
+          "test_seeds_solved": r.get("num_test_solved"),
+          "final_moving_average_median": r["final_moving_average_median"],
+          "final_test_moving_average_median": r.get(
+              "final_test_moving_average_median"),
+          "final_entropy_median": r.get("final_entropy_median"),
+          "final_eligible_fraction_median": r.get(
+              "final_eligible_fraction_median"),
+          "mean_rollouts_per_episode": r.get("mean_rollouts_per_episode"),
+          "env_steps_per_second": r["env_steps_per_second"],
+          "run": run["name"],
+          "command": run["command"],
+      })
+  return sorted(rows, key=_rl_sort_key)
+
+
+def rl_csv(rows: list[dict]) -> str:
+  buf = io.StringIO()
+  writer = csv.DictWriter(buf, fieldnames=RL_COLUMNS, lineterminator="\n")
+  writer.writeheader()
+  for row in rows:
+    writer.writerow({k: _fmt(row[k]) for k in RL_COLUMNS})
+  return buf.getvalue()
+
+
+def _or_dash(value, spec: str) -> str:
+  return "-" if value is None else format(value, spec)
+
+
+def _median_text(value) -> str:
+  return "not reached" if value is None else f"{value:g}"
+
+
+def rl_table(rows: list[dict]) -> str:
+  """Markdown: one line per (env, learner, options) of each run."""
+  lines = [
+      "| env | learner | options | seeds × episodes "
+      "| episodes to solve (per seed) | median | solved | test: median "
+      "| test: solved | final moving average | final test moving average "
+      "| final entropy | eligible fraction | rollouts/episode | env steps/s "
+      "| run |",
+      "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+  for row in rows:
+    seeds = row["seeds"]
+    test_solved = row["test_seeds_solved"]
+    cells = [
+        row["env"], f"`{row['learner']}`",
+        row["options"].replace(";", "; ") or "-",
+        f"{seeds} × {row['episodes']}",
+        row["episodes_to_solve"].replace("-", "–"),
+        _median_text(row["median_episodes_to_solve"]),
+        f"{row['seeds_solved']}/{seeds}",
+        ("-" if test_solved is None
+         else _median_text(row["median_test_episodes_to_solve"])),
+        "-" if test_solved is None else f"{test_solved}/{seeds}",
+        _or_dash(row["final_moving_average_median"], ".1f"),
+        _or_dash(row["final_test_moving_average_median"], ".1f"),
+        _or_dash(row["final_entropy_median"], ".3f"),
+        _or_dash(row["final_eligible_fraction_median"], ".3f"),
+        _or_dash(row["mean_rollouts_per_episode"], ".1f"),
+        f"{row['env_steps_per_second']:,.0f}", row["run"]]
+    lines.append("| " + " | ".join(cells) + " |")
+  return "\n".join(lines) + "\n"
+
+
+def _zero_from(log_var: np.ndarray, episodes: np.ndarray):
+  """First measurement episode from which every later one is at the floor."""
+  zero = log_var <= LOG_VARIANCE_FLOOR + _FLOOR_TOLERANCE
+  if not zero.size or not zero[-1]:
+    return None
+  nonzero = np.nonzero(~zero)[0]
+  first = nonzero[-1] + 1 if nonzero.size else 0
+  return int(episodes[first])
+
+
+def _stays_zero_from(values: np.ndarray):
+  """First episode (1-based) from which ``values`` is exactly 0 for good."""
+  if not values.size or values[-1] != 0:
+    return None
+  nonzero = np.nonzero(values != 0)[0]
+  return int(nonzero[-1]) + 2 if nonzero.size else 1
+
+
+def rl_seed_rows(runs: list[dict]) -> list[dict]:
+  """Per ARSM learner of each run and per seed, what its policy ended as.
+
+  The episodes that ended before the step cap (on Acrobot-v1: reached the
+  goal), over the whole run and over the last ``moving_average_window``
+  episodes, and the last of them (1-based); over that window also the mean entropy, the mean eligible
+  fraction (steps with a pseudo action that differs from the action) and the
+  episodes without any rollout; the episode from which the measured gradient
+  variance is exactly zero for good (``None`` if it is not at the end) and
+  from which the eligible fraction stays exactly 0.
+  """
+  rows = []
+  for run in runs:
+    for learner in run["learners"]:
+      if learner["name"] != "arsm":
+        continue
+      c = learner["curves"]
+      window = learner["config"].get("moving_average_window", 100)
+      last = slice(-window, None)
+      cap = (learner["config"].get("max_episode_steps")
+             or RL_STEP_LIMITS.get(run["env"]))
+      early = (c["length"] < cap if cap and "length" in c
+               else None)                                    # [E, S]
+      solve = learner["result"]["episodes_to_solve"]
+      for s, solved_at in enumerate(solve):
+        rows.append({
+            "env": run["env"], "options": learner["options"],
+            "run": run["name"], "seed": s, "solved_at": solved_at,
+            "final_moving_average": float(c["moving_average"][-1, s]),
+            "window": window, "step_cap": cap,
+            "ended_early": None if early is None else int(early[:, s].sum()),
+            "ended_early_last": (None if early is None
+                                 else int(early[last, s].sum())),
+            "last_ended_early": (None if early is None
+                                 or not early[:, s].any()
+                                 else int(np.nonzero(early[:, s])[0][-1]) + 1),
+            "episodes": int(c["reward"].shape[0]),
+            "entropy_last": float(np.mean(
+                c["entropy"][last, s].astype(np.float64))),
+            "eligible_last": float(np.mean(
+                c["eligible_fraction"][last, s].astype(np.float64))),
+            "no_rollout_last": int(np.sum(c["num_rollouts"][last, s] == 0)),
+            "zero_gradient_from": _zero_from(c["log_grad_variance"][:, s],
+                                             c["variance_episode"]),
+            "eligible_zero_from": _stays_zero_from(
+                c["eligible_fraction"][:, s]),
+        })
+  order = {env: i for i, env in enumerate(RL_ENVS)}
+  return sorted(rows, key=lambda r: (order.get(r["env"], len(order)),
+                                     r["env"], r["options"] != "",
+                                     r["options"], r["run"], r["seed"]))
+
+
+def rl_seed_table(rows: list[dict]) -> str:
+  """Markdown of :func:`rl_seed_rows`."""
+  lines = [
+      "| env | options | seed | solved at | final moving average "
+      "| episodes ended before the cap: all, last W | last such episode "
+      "| entropy, last W | eligible fraction, last W "
+      "| episodes without rollouts, last W | gradient exactly 0 from "
+      "| eligible fraction 0 from |",
+      "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+  for row in rows:
+    cells = [
+        row["env"], row["options"].replace(";", "; ") or "-",
+        str(row["seed"]), _or_dash(row["solved_at"], "d"),
+        f"{row['final_moving_average']:.1f}",
+        ("-" if row["ended_early"] is None else
+         f"{row['ended_early']}/{row['episodes']}, "
+         f"{row['ended_early_last']}/{row['window']}"),
+        _or_dash(row["last_ended_early"], "d"),
+        f"{row['entropy_last']:.3f}",
+        f"{row['eligible_last']:.3f}",
+        f"{row['no_rollout_last']}/{row['window']}",
+        _or_dash(row["zero_gradient_from"], "d"),
+        _or_dash(row["eligible_zero_from"], "d")]
+    lines.append("| " + " | ".join(cells) + " |")
+  return "\n".join(lines) + "\n"
+
+
+def _rl_label(learner: dict) -> str:
+  r = learner["result"]
+  label = learner["name"]
+  if learner["options"]:
+    label += f" [{learner['options'].replace(';', '; ')}]"
+  return label + f" ({r['num_solved']}/{r['num_seeds']} solved)"
+
+
+def _env_learners(runs: list[dict], env: str) -> list[tuple[dict, dict]]:
+  pairs = [(run, learner) for run in runs if run["env"] == env
+           for learner in run["learners"]]
+  return sorted(pairs, key=lambda p: _rl_sort_key(
+      {"env": env, "learner": p[1]["name"], "options": p[1]["options"],
+       "run": p[0]["name"]}))
+
+
+def rl_figure(runs: list[dict], env: str, path: str) -> bool:
+  """Draws ``env``'s figure-3 panels; returns False when it has no run."""
+  pairs = _env_learners(runs, env)
+  if not pairs:
+    return False
+  from arsm_jax import plotting  # pylint: disable=g-import-not-at-top
+  series, seen = [], {}
+  for _, learner in pairs:
+    c = learner["curves"]
+    series.append({
+        "label": _rl_label(learner), "learner": learner["name"],
+        "variant": seen.get(learner["name"], 0),
+        "moving_average": c["moving_average"],
+        "test_moving_average": c.get("test_moving_average"),
+        "log_grad_variance": c["log_grad_variance"],
+        "variance_episode": c["variance_episode"]})
+    seen[learner["name"]] = seen.get(learner["name"], 0) + 1
+  first = pairs[0][1]
+  seeds = sorted({learner["result"]["num_seeds"] for _, learner in pairs})
+  window = first["config"].get("moving_average_window", 100)
+  plotting.plot_rl_panels(
+      series, path,
+      f"{env}: median of {'/'.join(map(str, seeds))} seeds, bands "
+      f"10th-90th percentile, moving average over {window} episodes",
+      first["result"]["solved_threshold"], LOG_VARIANCE_FLOOR)
+  return True
+
+
+def rl_collapse_figure(runs: list[dict], path: str,
+                       env: str = "Acrobot-v1") -> bool:
+  """Per-seed diagnostics of each ARSM run on ``env``; False when none."""
+  pairs = [(run, learner) for run, learner in _env_learners(runs, env)
+           if learner["name"] == "arsm"]
+  if not pairs:
+    return False
+  from arsm_jax import plotting  # pylint: disable=g-import-not-at-top
+  rows = []
+  for _, learner in pairs:
+    c = learner["curves"]
+    cap = (learner["config"].get("max_episode_steps")
+           or RL_STEP_LIMITS.get(env))
+    rows.append({
+        "label": _rl_label(learner), "step_cap": cap,
+        "entropy": c["entropy"].astype(np.float32),
+        "eligible_fraction": c["eligible_fraction"].astype(np.float32),
+        "log_grad_variance": c["log_grad_variance"],
+        "variance_episode": c["variance_episode"],
+        "ended_early": (np.cumsum(c["length"] < cap, axis=0)
+                        if cap and "length" in c else None),
+        "solved": [v is not None
+                   for v in learner["result"]["episodes_to_solve"]]})
+  plotting.plot_rl_seeds(rows, path, f"{env}, ARSM: per seed (red: never "
+                         "solved, blue: solved)", LOG_VARIANCE_FLOOR)
+  return True
+
+
+def rl_figure_paths(runs: list[dict], docs: str = DOCS) -> list[str]:
+  """The RL figures the collected runs give (one per environment, and the
+  collapse figure when ARSM ran on Acrobot-v1)."""
+  paths = [os.path.join(docs, f"rl_{_env_key(env)}.png")
+           for env in sorted({run["env"] for run in runs})]
+  if any(learner["name"] == "arsm" for run in runs
+         if run["env"] == "Acrobot-v1" for learner in run["learners"]):
+    paths.append(os.path.join(docs, "rl_acrobot_collapse.png"))
+  return paths
+
+
+def draw_rl_figures(runs: list[dict], docs: str = DOCS) -> list[str]:
+  """Draws every RL figure of :func:`rl_figure_paths`; returns the paths."""
+  for env in sorted({run["env"] for run in runs}):
+    rl_figure(runs, env, os.path.join(docs, f"rl_{_env_key(env)}.png"))
+  rl_collapse_figure(runs, os.path.join(docs, "rl_acrobot_collapse.png"))
+  return rl_figure_paths(runs, docs)
+
+
 def outputs(results: str = RESULTS) -> dict[str, str]:
   """The text outputs, path -> content (the figures are written directly)."""
   rows = [vae_row(r) for r in vae_runs(results)]
+  runs = rl_runs(results)
+  rl = rl_rows(runs)
   return {os.path.join(results, "vae.csv"): vae_csv(rows),
-          os.path.join(results, "vae_table.md"): vae_table(rows)}
+          os.path.join(results, "vae_table.md"): vae_table(rows),
+          os.path.join(results, "rl.csv"): rl_csv(rl),
+          os.path.join(results, "rl_table.md"): rl_table(rl),
+          os.path.join(results, "rl_arsm_seeds.md"): rl_seed_table(
+              rl_seed_rows(runs))}
 
 
-def main(argv=None) -> int:
+def main(argv=None, results: str = RESULTS, docs: str = DOCS) -> int:
+  """Writes (or with ``--check`` checks) every output; returns the exit code.
+
+  ``results`` and ``docs`` are the input and figure folders (tests point them
+  elsewhere).
+  """
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--check", action="store_true",
-                      help="only check that the text outputs are up to date")
+                      help="only check that the text outputs are up to date "
+                      "and the RL figures exist")
   args = parser.parse_args(argv)
+  repo = os.path.dirname(docs)
   stale = []
-  for path, text in outputs().items():
+  for path, text in outputs(results).items():
     old = open(path).read() if os.path.exists(path) else None
     if old != text:
-      stale.append(os.path.relpath(path, REPO))
+      stale.append(os.path.relpath(path, repo))
       if not args.check:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, "w") as fh:
           fh.write(text)
+  rl = rl_runs(results)
   if args.check:
+    stale += [os.path.relpath(p, repo) for p in rl_figure_paths(rl, docs)
+              if not os.path.exists(p)]
     if stale:
       print("stale (run python scripts/make_results.py):", *stale)
       return 1
     return 0
-  runs = vae_runs()
-  docs = os.path.join(REPO, "docs")
+  runs = vae_runs(results)
   vae_figure(runs, "nonlinear", os.path.join(docs, "vae_one_layer.png"), True)
   vae_figure(runs, "two_layer", os.path.join(docs, "vae_two_layer.png"), False)
   vae_figure(runs, "linear", os.path.join(docs, "vae_linear.png"), False)
+  draw_rl_figures(rl, docs)
   for path in stale:
     print("wrote", path)
   return 0
