@@ -257,7 +257,8 @@ RL_COLUMNS = (
     "median_test_episodes_to_solve", "test_seeds_solved",
     "final_moving_average_median", "final_test_moving_average_median",
     "final_entropy_median", "final_eligible_fraction_median",
-    "mean_rollouts_per_episode", "env_steps_per_second", "run", "command")
+    "mean_rollouts_per_episode", "total_env_steps", "total_episode_steps",
+    "env_steps_per_second", "run", "command")
 
 # configs/rl.py preset whose defaults an environment's runs are compared to,
 # and the figure each environment's runs go to.
@@ -427,6 +428,8 @@ def rl_rows(runs: list[dict]) -> list[dict]:
           "final_eligible_fraction_median": r.get(
               "final_eligible_fraction_median"),
           "mean_rollouts_per_episode": r.get("mean_rollouts_per_episode"),
+          "total_env_steps": r.get("total_env_steps"),
+          "total_episode_steps": r.get("total_episode_steps"),
           "env_steps_per_second": r["env_steps_per_second"],
           "run": run["name"],
           "command": run["command"],
