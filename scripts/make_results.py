@@ -105,6 +105,18 @@ def vae_runs(results: str = RESULTS) -> list[dict]:
   return runs
 
 
+# Training options outside estimator_settings that change what a run is,
+# with their defaults (configs/vae.py); a run's non-default ones join its
+# settings text. Runs saved before an option existed had its default.
+_VAE_OPTIONS = {"learn_temperature": False, "pin_first_logit": False,
+                "weight_init": "lecun"}
+
+
+def _model_options(cfg: dict) -> dict:
+  return {k: cfg[k] for k, default in _VAE_OPTIONS.items()
+          if k in cfg and cfg[k] != default}
+
+
 def vae_row(run: dict) -> dict:
   s = run["summary"]
   cfg = s.get("config", {})
@@ -112,12 +124,13 @@ def vae_row(run: dict) -> dict:
       "run": run["name"],
       "model": s["model"],
       "estimator": s["estimator"],
-      "settings": _settings_text(s.get("estimator_settings", {})),
+      "settings": _settings_text({**s.get("estimator_settings", {}),
+                                  **_model_options(cfg)}),
       "learning_rate": s["learning_rate"],
       "seed": s["seed"],
       "validation_split": cfg.get("validation_split", "last"),
       "decoder_samples": cfg.get("decoder_samples", 0),
-      "epochs": s["final_epoch"],
+      "epochs": int(s["final_epoch"]),
       "f_evals_per_image": s["evals_per_image_per_step"],
       "train_neg_elbo": s["final_train_neg_elbo"],
       "valid_neg_elbo": s["final_valid_neg_elbo"],
