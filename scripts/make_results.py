@@ -151,13 +151,17 @@ def _fmt(v) -> str:
   return str(v)
 
 
-def vae_csv(rows: list[dict]) -> str:
+def _csv(rows: list[dict], columns) -> str:
   buf = io.StringIO()
-  writer = csv.DictWriter(buf, fieldnames=VAE_COLUMNS, lineterminator="\n")
+  writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
   writer.writeheader()
   for row in rows:
-    writer.writerow({k: _fmt(row[k]) for k in VAE_COLUMNS})
+    writer.writerow({k: _fmt(row[k]) for k in columns})
   return buf.getvalue()
+
+
+def vae_csv(rows: list[dict]) -> str:
+  return _csv(rows, VAE_COLUMNS)
 
 
 def _group_key(row: dict) -> tuple:
@@ -451,12 +455,7 @@ def rl_rows(runs: list[dict]) -> list[dict]:
 
 
 def rl_csv(rows: list[dict]) -> str:
-  buf = io.StringIO()
-  writer = csv.DictWriter(buf, fieldnames=RL_COLUMNS, lineterminator="\n")
-  writer.writeheader()
-  for row in rows:
-    writer.writerow({k: _fmt(row[k]) for k in RL_COLUMNS})
-  return buf.getvalue()
+  return _csv(rows, RL_COLUMNS)
 
 
 def _or_dash(value, spec: str) -> str:
