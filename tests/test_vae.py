@@ -304,6 +304,31 @@ def test_learned_temperature_trains_with_the_model():
   assert preset.learn_temperature and preset.estimator == "st_gumbel_softmax"
 
 
+def test_a_learned_temperature_run_logs_its_temperature(tmp_path):
+  config = _tiny(estimator="st_gumbel_softmax", learn_temperature=True,
+                 num_epochs=2)
+  workdir = str(tmp_path / "tau")
+  summary = vae.train_and_evaluate(config, workdir)
+  epochs = [r for r in _rows(workdir) if "valid_neg_elbo" in r]
+  taus = [r["temperature"] for r in epochs]
+  assert len(taus) == 2 and all(t > 0 for t in taus)
+  assert taus[0] != 1.0 and taus[1] != taus[0]   # it moves from tau0 = 1
+  assert summary["final_temperature"] == taus[-1]
+  # The logged value is the model's own: exp of the parameter it trains.
+  est = vae.validate_config(config)
+  model, _, tx = vae._build(config, est)
+  params = vae.init_state(config, model, tx, est,
+                          jax.random.PRNGKey(0)).params
+  assert vae.learned_temperature(params) == pytest.approx(1.0)
+  with pytest.raises(ValueError, match="one log_temperature parameter; "
+                     "found 0"):
+    vae.learned_temperature({"params": {"w": jnp.zeros(2)}})
+  # A fixed-temperature run logs none.
+  plain = vae.train_and_evaluate(_tiny(num_epochs=1), str(tmp_path / "fix"))
+  assert plain["final_temperature"] is None
+  assert all("temperature" not in r for r in _rows(str(tmp_path / "fix")))
+
+
 def test_unknown_estimator_setting_and_preset_are_rejected():
   config = _tiny()
   config.estimator_settings.bogus = 1

@@ -465,6 +465,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         state = state.replace(epoch_sum=zeros[0], epoch_count=zeros[1])
         metrics = {"epoch": epoch_done, "train_neg_elbo": train_value,
                    "valid_neg_elbo": run_valid(epoch_done)}
+        if config.learn_temperature:
+          metrics["temperature"] = learned_temperature(
+              parallel.local_tree(state.params))
         if (epoch_done % config.test_every_epochs == 0
             or epoch_done == config.num_epochs):
           metrics.update(run_test(epoch_done))
@@ -545,6 +548,20 @@ class _DedupBuffer:
     return True
 
 
+def learned_temperature(params) -> float:
+  """The temperature exp(log_temperature) a learned-temperature model holds.
+
+  Raises a ValueError when ``params`` holds no ``log_temperature`` (a model
+  built without ``learned_temperature``) or more than one.
+  """
+  found = [leaf for path, leaf in jax.tree_util.tree_leaves_with_path(params)
+           if getattr(path[-1], "key", None) == "log_temperature"]
+  if len(found) != 1:
+    raise ValueError(f"expected one log_temperature parameter; found "
+                     f"{len(found)}.")
+  return float(jnp.exp(found[0]))
+
+
 def _last_metrics(workdir: str) -> dict[str, float]:
   epochs = [r for r in runs.read_rows(workdir) if "valid_neg_elbo" in r]
   if not epochs:
@@ -570,6 +587,7 @@ def _summary(config, est, workdir, evals, num_steps, steps_per_epoch,
   best = min(epochs, key=lambda r: r["valid_neg_elbo"]) if epochs else {}
   final = epochs[-1] if epochs else {}
   final_test = tests[-1] if tests else {}
+  temperatures = [r["temperature"] for r in rows if "temperature" in r]
   steps_run = num_steps - start_step
   return {
       "estimator": est.name,
@@ -604,6 +622,7 @@ def _summary(config, est, workdir, evals, num_steps, steps_per_epoch,
       "final_test_neg_elbo": final_test.get("test_neg_elbo"),
       "final_test_neg_iwae": final_test.get("test_neg_iwae"),
       "final_grad_variance": variances[-1] if variances else None,
+      "final_temperature": temperatures[-1] if temperatures else None,
       "seconds_this_session": loop_seconds,
       "seconds_per_step_this_session": (loop_seconds / steps_run
                                         if steps_run else None),
