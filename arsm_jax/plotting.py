@@ -34,10 +34,10 @@ COLORS = {
     "relax": "tab:brown",
     "a2c": "tab:gray",
     "reinforce_ma": "navy",
-    "reinforce_wor": "teal",
-    "unordered_set": "gold",
+    "reinforce_wor": "slategray",
+    "unordered_set": "darkgoldenrod",
     "indecater": "darkgreen",
-    "gumbel_rao": "orchid",
+    "gumbel_rao": "midnightblue",
 }
 
 
@@ -195,8 +195,13 @@ def plot_vae(runs: Sequence[Mapping[str, Any]], path: str, valid: bool = False,
 
 def plot_vae_panel(series: Sequence[Mapping[str, Any]], path: str, title: str,
                    points: Sequence[Mapping[str, Any]] = (),
-                   ymax: float = 200.0) -> None:
+                   zoom_span: float = 30.0) -> None:
   """One figure-2 panel: -ELBO against iteration, train solid, test dashed.
+
+  Two axes side by side: the whole range of every line (from its second
+  point, past the first epochs' values near 200 nats and more), and a
+  zoom on the best ``zoom_span`` nats where the strong estimators differ.
+  One legend entry per line group, outside the axes.
 
   Args:
     series: per line group ``{"label", "estimator", "alpha", "train": (steps,
@@ -206,27 +211,46 @@ def plot_vae_panel(series: Sequence[Mapping[str, Any]], path: str, title: str,
     title: the panel's title.
     points: extra markers, each ``{"step", "value", "marker", "label"}`` (the
       authors' logged numbers, say).
-    ymax: upper y limit in nats.
+    zoom_span: height of the zoomed axes in nats, from just below the lowest
+      value of any line.
   """
-  fig, ax = plt.subplots(figsize=(8, 5))
+  fig, (full, zoom) = plt.subplots(1, 2, figsize=(15.5, 5.6))
+  later, lowest = [], []
   for line in series:
     col = color(line["estimator"])
     for kind, style in (("train", "-"), ("test", "--")):
       steps, values = line.get(kind, ((), ()))
-      if len(steps):
+      if not len(steps):
+        continue
+      values = np.asarray(values, np.float64)
+      later.extend(values[1:] if len(values) > 1 else values)
+      lowest.append(values.min())
+      for ax in (full, zoom):
         ax.plot(steps, values, style, color=col, alpha=line.get("alpha", 1.0),
-                lw=1.3, label=f"{line['label']} ({kind})")
+                lw=1.3, label=line["label"] if (kind == "train"
+                                               and ax is full) else None)
   for point in points:
-    ax.plot([point["step"]], [point["value"]], point["marker"], color="black",
-            ms=9, mfc="none" if point.get("hollow") else None,
-            label=point.get("label"))
-  ax.set_xlabel("iteration")
-  ax.set_ylabel("-ELBO (nats)")
-  ax.set_ylim(top=ymax)
-  ax.grid(alpha=0.3)
-  ax.set_title(title, fontsize=10)
-  ax.legend(fontsize=6.5, ncol=2)
-  fig.tight_layout()
+    lowest.append(point["value"])
+    for ax in (full, zoom):
+      ax.plot([point["step"]], [point["value"]], point["marker"],
+              color="black", ms=9, mfc="none" if point.get("hollow") else None,
+              label=point.get("label") if ax is full else None)
+  if later:
+    bottom = float(np.floor(min(lowest))) - 1.0
+    full.set_ylim(bottom, float(np.max(later)) + 5.0)
+    zoom.set_ylim(bottom, bottom + zoom_span)
+  for ax, name in ((full, "all lines"), (zoom, f"zoom: lowest "
+                                         f"{zoom_span:g} nats")):
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("-ELBO (nats)")
+    ax.grid(alpha=0.3)
+    ax.set_title(name, fontsize=9)
+  full.plot([], [], "-", color="gray", label="solid: train (epoch mean)")
+  full.plot([], [], "--", color="gray", label="dashed: test")
+  fig.suptitle(title, fontsize=10)
+  fig.legend(loc="center left", bbox_to_anchor=(0.72, 0.5), fontsize=7,
+             frameon=False)
+  fig.tight_layout(rect=(0, 0, 0.72, 0.96))
   fig.savefig(path, dpi=110, metadata={"Software": None})
   plt.close(fig)
 

@@ -260,8 +260,7 @@ def vae_figure(runs: list[dict], model: str, path: str,
                      "hollow": True, "label": ("authors' ARSM log, validation"
                                                if first else None)})
   plotting.plot_vae_panel(
-      series, path, f"{model} VAE, threshold MNIST, batch 200 "
-      "(solid: train, dashed: test)", points)
+      series, path, f"{model} VAE, threshold MNIST, batch 200", points)
   return True
 
 
