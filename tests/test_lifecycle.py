@@ -6,6 +6,7 @@ cut back to the restored step, and a fault test that kills runs.
 """
 
 import collections
+import gc
 import json
 import logging as std_logging
 import os
@@ -27,6 +28,15 @@ from configs import vae as vae_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OLD_VAE_WORKDIR = os.path.join(REPO, "tests", "data", "vae_tiny_old_code")
+
+# Reading a damaged checkpoint makes orbax abandon its other pending shard
+# reads, and each abandoned read reports the error again when it is
+# garbage-collected, as an "exception ignored" warning in whichever test runs
+# then. The damage is the test's own doing: the tests that make it collect
+# those reads themselves (gc.collect) and ignore exactly that report.
+_ABANDONED_READS = pytest.mark.filterwarnings(
+    "ignore:Exception ignored in.*_read_array_index_and_device_put"
+    ":pytest.PytestUnraisableExceptionWarning")
 
 
 def _vae_tiny(**overrides):
@@ -196,6 +206,7 @@ def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path):
   assert os.listdir(tmp_path) == ["summary.json"]
 
 
+@_ABANDONED_READS
 def test_damaged_checkpoints_fall_back_to_the_newest_readable(
     tmp_path, warnings_log):
   state = {"w": np.arange(4000, dtype=np.float32), "n": np.zeros((), np.int32)}
@@ -215,6 +226,7 @@ def test_damaged_checkpoints_fall_back_to_the_newest_readable(
     _damage_newest(ckpts.directory)
     restored, got = runs.Checkpoints(str(tmp_path), 3, name="t").restore(state)
   assert got == 0 and restored is state
+  gc.collect()
 
 
 # ----------------------------------------------------------------------------
@@ -227,6 +239,7 @@ def vae_full(tmp_path_factory):
   return workdir, vae.train_and_evaluate(_vae_tiny(), workdir)
 
 
+@_ABANDONED_READS
 def test_vae_resume_from_a_damaged_checkpoint_matches_uninterrupted(
     vae_full, tmp_path, monkeypatch, warnings_log):
   full_dir, full_summary = vae_full
@@ -238,6 +251,7 @@ def test_vae_resume_from_a_damaged_checkpoint_matches_uninterrupted(
   damaged = _damage_newest(os.path.join(workdir, "checkpoints"))
   assert damaged.endswith(os.sep + "10")
   summary = vae.train_and_evaluate(_vae_tiny(), workdir)
+  gc.collect()
   assert sum(damaged in line for line in warnings_log) == 1
   # Resumed from step 5: the rows of steps <= 5 were kept, later ones redone.
   assert _rows(workdir) == _rows(full_dir)
@@ -305,6 +319,7 @@ def rl_full(tmp_path_factory):
   return workdir, rl.train_and_evaluate(_rl_tiny(), workdir)
 
 
+@_ABANDONED_READS
 def test_rl_resume_from_a_damaged_checkpoint_matches_uninterrupted(
     rl_full, tmp_path, monkeypatch, warnings_log):
   full_dir, full = rl_full
@@ -313,6 +328,7 @@ def test_rl_resume_from_a_damaged_checkpoint_matches_uninterrupted(
   _run_interrupted(monkeypatch, rl.train_and_evaluate, _rl_tiny(), workdir, 5)
   damaged = _damage_newest(os.path.join(workdir, "arsm", "checkpoints"))
   out = rl.train_and_evaluate(_rl_tiny(), workdir)
+  gc.collect()
   assert sum(damaged in line for line in warnings_log) == 1
   for key, value in full["curves"]["arsm"].items():
     np.testing.assert_array_equal(out["curves"]["arsm"][key], value, key)
