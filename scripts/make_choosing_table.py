@@ -33,6 +33,7 @@ import json
 import math
 import os
 import re
+import statistics
 
 from arsm_jax import estimators
 
@@ -149,13 +150,14 @@ def vae_label(row: dict) -> str:
 def load_vae(path: str):
   """{label: row} of the 100-epoch one-layer nonlinear VAE runs.
 
-  Where a label has several runs (learning rates, seeds), the row with the
-  lowest validation -ELBO is kept and its learning rate is shown beside the
-  number. Empty when the file is absent.
+  The seeds of one label and learning rate are merged into one row holding
+  their medians (validation -ELBO, seconds per step) and their count
+  (``seeds``); of a label's learning rates the one with the lowest median
+  is kept, and shown beside the number. Empty when the file is absent.
   """
   if not os.path.exists(path):
     return {}
-  out = {}
+  groups: dict[tuple, list[dict]] = {}
   with open(path, newline="") as fh:
     for row in csv.DictReader(fh):
       row = {k.strip().lower(): (v or "").strip() for k, v in row.items()}
@@ -164,11 +166,19 @@ def load_vae(path: str):
       if row.get("model", "nonlinear") != "nonlinear":
         continue
       label = vae_label(row)
-      value = _number(row, "valid_neg_elbo")
-      if not label or value is None:
+      if not label or _number(row, "valid_neg_elbo") is None:
         continue
-      if label not in out or value < _number(out[label], "valid_neg_elbo"):
-        out[label] = row
+      groups.setdefault((label, row.get("learning_rate", "")), []).append(row)
+  out = {}
+  for (label, _), rows in groups.items():
+    merged = dict(rows[0], seeds=str(len(rows)))
+    for name in ("valid_neg_elbo", "seconds_per_step"):
+      values = [v for v in (_number(r, name) for r in rows) if v is not None]
+      merged[name] = repr(statistics.median(values)) if values else ""
+    best = out.get(label)
+    if best is None or (_number(merged, "valid_neg_elbo")
+                        < _number(best, "valid_neg_elbo")):
+      out[label] = merged
   return out
 
 
@@ -215,7 +225,9 @@ def table(diag, vae, step) -> str:
     elbo = "not run" if value is None else f"{value:.2f}"
     if value is not None and v.get("learning_rate"):
       lr = f"{float(v['learning_rate']):.0e}".replace("e-0", "e-")
-      elbo += f" (lr {lr})"
+      seeds = int(v.get("seeds") or 1)
+      elbo += (f" (lr {lr}, median of {seeds} seeds)" if seeds > 1
+               else f" (lr {lr})")
     cells.append(elbo)
     cells.append(_fmt(_number(v, "seconds_per_step", "s_per_step")))
     s = step.get(label) or (step.get(base) if samples is None else None)

@@ -51,6 +51,29 @@ def test_the_best_learning_rate_of_a_label_is_shown(tmp_path):
   assert "| `arsm` |" in text and "not run" in text
 
 
+def test_seeds_are_merged_into_their_median_before_the_best_lr(tmp_path):
+  m = _module()
+  path = tmp_path / "vae.csv"
+  fields = ("model", "estimator", "settings", "learning_rate", "seed",
+            "epochs", "valid_neg_elbo", "seconds_per_step")
+  rows = [("nonlinear", "arsm", "", "0.0003", "0", "100", "100.0", "0.3"),
+          ("nonlinear", "arsm", "", "0.0003", "1", "100", "99.0", "0.1"),
+          ("nonlinear", "arsm", "", "0.0003", "2", "100", "99.5", "0.2"),
+          # One lucky seed at another lr is above the median of three.
+          ("nonlinear", "arsm", "", "0.0001", "0", "100", "99.6", "0.2")]
+  with open(path, "w", newline="") as fh:
+    writer = csv.writer(fh)
+    writer.writerow(fields)
+    writer.writerows(rows)
+  vae = m.load_vae(str(path))
+  assert vae["arsm"]["learning_rate"] == "0.0003"
+  assert float(vae["arsm"]["valid_neg_elbo"]) == 99.5
+  assert float(vae["arsm"]["seconds_per_step"]) == 0.2
+  line = next(l for l in m.table({}, vae, {}).splitlines()
+              if l.startswith("| `arsm` "))
+  assert "99.50 (lr 3e-4, median of 3 seeds)" in line
+
+
 def test_the_committed_guide_is_up_to_date():
   out = subprocess.run(
       [sys.executable, os.path.join(REPO, "scripts", "make_choosing_table.py"),
