@@ -319,10 +319,12 @@ def test_a_learned_temperature_run_logs_its_temperature(tmp_path):
   model, _, tx = vae._build(config, est)
   params = vae.init_state(config, model, tx, est,
                           jax.random.PRNGKey(0)).params
-  assert vae.learned_temperature(params) == pytest.approx(1.0)
-  with pytest.raises(ValueError, match="one log_temperature parameter; "
-                     "found 0"):
-    vae.learned_temperature({"params": {"w": jnp.zeros(2)}})
+  assert float(vae.learned_temperature(model, params)) == pytest.approx(1.0)
+  plain_config = _tiny()
+  plain_est = vae.validate_config(plain_config)
+  plain_model = vae._build(plain_config, plain_est)[0]
+  with pytest.raises(ValueError, match="built without learned_temperature"):
+    vae.learned_temperature(plain_model, params)
   # A fixed-temperature run logs none.
   plain = vae.train_and_evaluate(_tiny(num_epochs=1), str(tmp_path / "fix"))
   assert plain["final_temperature"] is None

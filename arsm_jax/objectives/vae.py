@@ -120,12 +120,28 @@ def init_estimator_state(model, est: estimators.Estimator, key) -> Any:
   return est.init(key, logits)
 
 
+def has_learned_temperature(model) -> bool:
+  return getattr(model, "learned_temperature", None) is not None
+
+
+def learned_temperature(model, params) -> Array:
+  """The temperature exp(log_temperature) that ``model`` learns, at ``params``.
+
+  Raises a ValueError for a model built without ``learned_temperature``.
+  """
+  if not has_learned_temperature(model):
+    raise ValueError(f"{type(model).__name__} was built without "
+                     "learned_temperature: it has no temperature to read.")
+  return model.apply(params, method=model.temperature)
+
+
 def _with_temperature(model, est: estimators.Estimator, params):
   """``est`` with the model's learned temperature, if it has one."""
-  if getattr(model, "learned_temperature", None) is None:
+  if not has_learned_temperature(model):
     return est
-  tau = model.apply(params, method=model.temperature)
-  return estimators.get(est.name, **{**est.kwargs, "temperature": tau})
+  return estimators.get(est.name, **{**est.kwargs,
+                                     "temperature": learned_temperature(
+                                         model, params)})
 
 
 def _onehot_sample(key, logits: Array) -> Array:

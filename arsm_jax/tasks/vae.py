@@ -56,7 +56,9 @@ from arsm_jax.models import vae as vae_models
 from arsm_jax.objectives.vae import Objective
 from arsm_jax.objectives.vae import check_estimator
 from arsm_jax.objectives.vae import evals_per_image
+from arsm_jax.objectives.vae import has_learned_temperature
 from arsm_jax.objectives.vae import init_estimator_state
+from arsm_jax.objectives.vae import learned_temperature
 from arsm_jax.objectives.vae import make_objective
 
 Array = jax.Array
@@ -465,9 +467,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         state = state.replace(epoch_sum=zeros[0], epoch_count=zeros[1])
         metrics = {"epoch": epoch_done, "train_neg_elbo": train_value,
                    "valid_neg_elbo": run_valid(epoch_done)}
-        if config.learn_temperature:
-          metrics["temperature"] = learned_temperature(
-              parallel.local_tree(state.params))
+        if has_learned_temperature(model):
+          metrics["temperature"] = float(learned_temperature(
+              model, parallel.local_tree(state.params)))
         if (epoch_done % config.test_every_epochs == 0
             or epoch_done == config.num_epochs):
           metrics.update(run_test(epoch_done))
@@ -546,20 +548,6 @@ class _DedupBuffer:
                  self.sizer.largest)
     self.buffer = new
     return True
-
-
-def learned_temperature(params) -> float:
-  """The temperature exp(log_temperature) a learned-temperature model holds.
-
-  Raises a ValueError when ``params`` holds no ``log_temperature`` (a model
-  built without ``learned_temperature``) or more than one.
-  """
-  found = [leaf for path, leaf in jax.tree_util.tree_leaves_with_path(params)
-           if getattr(path[-1], "key", None) == "log_temperature"]
-  if len(found) != 1:
-    raise ValueError(f"expected one log_temperature parameter; found "
-                     f"{len(found)}.")
-  return float(jnp.exp(found[0]))
 
 
 def _last_metrics(workdir: str) -> dict[str, float]:
