@@ -5,7 +5,8 @@ nothing is ever fetched from the network), decoded in batches into one
 ``uint8`` array ``[N, 784]`` and kept in a process-wide cache. An optional
 ``.npy`` copy under ``cache_dir`` (default ``~/.cache/arsm_jax``) makes later
 processes start in well under a second instead of the few seconds a decode
-takes.
+takes. Both caches are keyed by the dataset folder's files (names, sizes,
+modification times), so replacing a prepared dataset invalidates them.
 
 Splits: 55,000 training images train, 5,000 validate and the 10,000 test
 images test, as in Yin, Yue and Zhou (2019). Which 5,000 validate is
@@ -57,7 +58,7 @@ _KNOWN_MEANS = {("mnist", "train"): 0.1307, ("mnist", "test"): 0.1325,
                 ("fashion_mnist", "train"): 0.2860,
                 ("fashion_mnist", "test"): 0.2868}
 
-_MEMORY_CACHE: dict[tuple[str, str, str], np.ndarray] = {}
+_MEMORY_CACHE: dict[tuple[str, str, str], np.ndarray] = {}  # name, split, tag
 
 
 def default_data_dir() -> str:
@@ -110,6 +111,26 @@ def _default_cache_dir() -> str:
   return os.path.join(os.path.expanduser("~"), ".cache", "arsm_jax")
 
 
+def _fingerprint(root: str, name: str) -> str:
+  """A short hash of ``root`` and of every file of ``root/name``.
+
+  Each file enters with its relative path, size and modification time, so a
+  folder whose contents are replaced (a dataset re-prepared, or a mislabelled
+  one corrected) gets a new cache entry instead of the old decoded images.
+  A copy that only touches the files costs one decode, never wrong data.
+  """
+  h = hashlib.sha1(root.encode())
+  top = os.path.join(root, name)
+  for dirpath, dirnames, filenames in os.walk(top):
+    dirnames.sort()
+    for f in sorted(filenames):
+      path = os.path.join(dirpath, f)
+      st = os.stat(path)
+      h.update(f"\0{os.path.relpath(path, top)}\0{st.st_size}\0"
+               f"{st.st_mtime_ns}".encode())
+  return h.hexdigest()[:10]
+
+
 def _decode(source, num: int) -> np.ndarray:
   out = np.empty((num, NUM_PIXELS), np.uint8)
   for start in range(0, num, _DECODE_BATCH):
@@ -136,13 +157,13 @@ def load_split(name: str, split: str, data_dir: Optional[str] = None,
     The images in TFDS order. The array is shared; do not modify it.
   """
   root = resolve_data_dir(name, data_dir)
-  mem_key = (name, split, root)
+  tag = _fingerprint(root, name)
+  mem_key = (name, split, tag)
   if mem_key in _MEMORY_CACHE:
     return _MEMORY_CACHE[mem_key]
   cache_path = None
   if cache_dir is not None:
     cache_dir = cache_dir or _default_cache_dir()
-    tag = hashlib.sha1(root.encode()).hexdigest()[:10]
     cache_path = os.path.join(cache_dir, f"{name}-{split}-{tag}.npy")
   if cache_path and os.path.exists(cache_path):
     images = np.load(cache_path)

@@ -160,6 +160,34 @@ def test_load_split_decodes_once_then_uses_npy_cache(tmp_path, monkeypatch):
     data.load_split("mnist", "test", str(tmp_path / "tfds"), None)
 
 
+def test_a_replaced_dataset_folder_is_decoded_again(tmp_path, monkeypatch):
+  # The shared fashion_mnist folder once held MNIST and was then replaced by
+  # the real dataset: neither cache may go on serving the old images.
+  tfds = pytest.importorskip("tensorflow_datasets")
+  folder = tmp_path / "tfds" / "mnist" / "3.0.1"
+  folder.mkdir(parents=True)
+  (folder / "mnist-train.array_record").write_bytes(b"old")
+  rng = np.random.default_rng(1)
+  old, new = (rng.integers(0, 256, (50, 784)).astype(np.uint8)
+              for _ in range(2))
+  sources = {"now": _FakeSource(old)}
+  monkeypatch.setattr(tfds, "data_source",
+                      lambda name, data_dir, download: {"train": sources["now"]})
+  monkeypatch.setattr(data, "_MEMORY_CACHE", {})
+  cache = str(tmp_path / "cache")
+  root = str(tmp_path / "tfds")
+  np.testing.assert_array_equal(data.load_split("mnist", "train", root, cache),
+                                old)
+  (folder / "mnist-train.array_record").write_bytes(b"newer")  # new size
+  sources["now"] = _FakeSource(new)
+  np.testing.assert_array_equal(data.load_split("mnist", "train", root, cache),
+                                new)            # memory cache missed
+  monkeypatch.setattr(data, "_MEMORY_CACHE", {})
+  np.testing.assert_array_equal(data.load_split("mnist", "train", root, cache),
+                                new)            # the file cache too
+  assert sources["now"].calls == 1
+
+
 def test_synthetic_data_shapes_and_values():
   splits = data.synthetic((30, 10, 12), num_pixels=16, seed=1)
   assert {k: v.shape for k, v in splits.items()} == {
@@ -184,3 +212,15 @@ def test_real_mnist_original_order_starts_with_the_known_labels():
   position = data.original_order("train", len(source["train"]))
   labels = [int(source["train"][int(p)]["label"]) for p in position[:10]]
   assert labels == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]  # The IDX file's start.
+
+
+@pytest.mark.skipif(
+    not os.path.isdir(os.path.join(_REAL_TFDS, "fashion_mnist")),
+    reason=f"no prepared TFDS fashion_mnist in {_REAL_TFDS}")
+def test_real_fashion_mnist_test_split_passes_the_data_check():
+  images = data.load_split("fashion_mnist", "test", _REAL_TFDS, None)
+  assert images.shape == (10000, 784)
+  # Fashion-MNIST's test mean is 0.2868 of 255 (MNIST's is 0.1325): the
+  # folder holds the real dataset, and the check has nothing to say.
+  assert abs(images.mean() / 255 - 0.2868) < 2e-3
+  assert data.check_statistics(images, "fashion_mnist", "test", "D") is None
