@@ -117,6 +117,25 @@ def _model_options(cfg: dict) -> dict:
           if k in cfg and cfg[k] != default}
 
 
+# The relaxed (pathwise) estimators of the registry; a test checks the list.
+PATHWISE = ("gumbel_rao", "gumbel_softmax", "reinmax", "st_gumbel_softmax")
+
+
+def f_evals_per_image(s: dict) -> int:
+  """Decoder evaluations per image and step of a VAE run's summary.
+
+  Summaries written before ``evals_counted_over_layers`` existed hold one
+  estimator draw's count, which on ``two_layer`` is half a score-function
+  step's (one draw per layer) and the square root of a relaxed one's (layer
+  2 nested in layer 1); this applies the rule of
+  ``arsm_jax.objectives.vae.evals_per_image`` to them.
+  """
+  evals = s["evals_per_image_per_step"]
+  if s["model"] != "two_layer" or s.get("evals_counted_over_layers"):
+    return evals
+  return evals * evals if s["estimator"] in PATHWISE else 2 * evals
+
+
 def vae_row(run: dict) -> dict:
   s = run["summary"]
   cfg = s.get("config", {})
@@ -131,7 +150,7 @@ def vae_row(run: dict) -> dict:
       "validation_split": cfg.get("validation_split", "last"),
       "decoder_samples": cfg.get("decoder_samples", 0),
       "epochs": int(s["final_epoch"]),
-      "f_evals_per_image": s["evals_per_image_per_step"],
+      "f_evals_per_image": f_evals_per_image(s),
       "train_neg_elbo": s["final_train_neg_elbo"],
       "valid_neg_elbo": s["final_valid_neg_elbo"],
       "best_valid_neg_elbo": s["best_valid_neg_elbo"],

@@ -284,3 +284,14 @@ def test_objectives_run_without_the_training_loop(model_name):
   assert objectives.evals_per_image(estimators.get("arsm"), 2, 3) == 4
   assert objectives.evals_per_image(
       estimators.get("relax", include_f=True), 2, 3) == 3
+
+
+def test_two_layer_evals_count_both_layers():
+  # A score-function estimator draws once per layer; a relaxed one nests
+  # layer 2's draw in each of layer 1's evaluations.
+  arsm, st = estimators.get("arsm"), estimators.get("st_gumbel_softmax")
+  assert objectives.evals_per_image(arsm, 2, 3, "two_layer") == 8
+  assert objectives.evals_per_image(arsm, 2, 3, "linear") == 4
+  assert objectives.evals_per_image(st, 2, 3, "two_layer") == 1
+  with pytest.raises(ValueError, match="'deep'.*two_layer"):
+    objectives.evals_per_image(arsm, 2, 3, "deep")

@@ -359,13 +359,24 @@ def make_objective(model, est: estimators.Estimator,
 
 
 def evals_per_image(est: estimators.Estimator, num_latents: int,
-                    num_categories: int) -> int:
-  """Objective evaluations of one estimator draw per image (probe at logits 0).
+                    num_categories: int, model: str = "nonlinear") -> int:
+  """Objective evaluations per image and training step (probe at logits 0).
 
-  ARSM evaluates ``C(C-1)/2 + 1`` latent vectors unless every pseudo action
-  equals the sample (then 1); at zero logits that practically never happens.
+  On the one-layer models (``linear``, ``nonlinear``) these are one estimator
+  draw's. ARSM evaluates ``C(C-1)/2 + 1`` latent vectors unless every pseudo
+  action equals the sample (then 1); at zero logits that practically never
+  happens. On ``two_layer`` a score-function estimator draws once per layer
+  (layer 2 at layer 1's sample), twice one draw's evaluations, while a
+  relaxed one nests layer 2's draw inside each of layer 1's evaluations,
+  one draw's squared (see :func:`two_layer_objective`).
   """
+  if model not in ("linear", "nonlinear", "two_layer"):
+    raise ValueError(f"Unknown VAE model {model!r}; known: linear, nonlinear, "
+                     "two_layer.")
   logits = jnp.zeros((num_latents, num_categories), jnp.float32)
   state = est.init(jax.random.PRNGKey(0), logits) if est.stateful else None
   out = est.estimate(jax.random.PRNGKey(1), logits, jnp.sum, state=state)
-  return int(out.num_evals)
+  per_draw = int(out.num_evals)
+  if model != "two_layer":
+    return per_draw
+  return per_draw * per_draw if est.pathwise else 2 * per_draw

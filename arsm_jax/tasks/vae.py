@@ -400,7 +400,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   dedup = _DedupBuffer(config, model) if config.dedup else None
   neg_elbo_fn, neg_iwae_fn = make_evaluator(objective, config.iwae_samples)
   variance_fn = make_variance_fn(objective, config.variance_draws)
-  evals = evals_per_image(est, config.num_latents, config.num_categories)
+  evals = evals_per_image(est, config.num_latents, config.num_categories,
+                          config.model)
 
   writer = writers.MetricWriter(workdir) if main else writers.NullWriter()
   progress = writers.ProgressReporter(num_steps, config.progress_every_secs,
@@ -593,6 +594,7 @@ def _summary(config, est, workdir, evals, num_steps, steps_per_epoch,
       "num_steps": num_steps,
       "steps_per_epoch": steps_per_epoch,
       "evals_per_image_per_step": evals,
+      "evals_counted_over_layers": True,
       "decoder_evals_per_step": evals * config.batch_size,
       "bounds": {
           "train_neg_elbo": "single-sample -ELBO, mean over the epoch's "
