@@ -32,11 +32,20 @@ OLD_VAE_WORKDIR = os.path.join(REPO, "tests", "data", "vae_tiny_old_code")
 # Reading a damaged checkpoint makes orbax abandon its other pending shard
 # reads, and each abandoned read reports the error again when it is
 # garbage-collected, as an "exception ignored" warning in whichever test runs
-# then. The damage is the test's own doing: the tests that make it collect
-# those reads themselves (gc.collect) and ignore exactly that report.
-_ABANDONED_READS = pytest.mark.filterwarnings(
+# then. Sometimes one of them finishes after its asyncio loop has closed and
+# reports "Event loop is closed" instead. The damage is the test's own doing:
+# the tests that make it collect those reads themselves (gc.collect) and
+# ignore exactly those two reports.
+_READ_REPORT = pytest.mark.filterwarnings(
     "ignore:Exception ignored in.*_read_array_index_and_device_put"
     ":pytest.PytestUnraisableExceptionWarning")
+_CLOSED_LOOP_REPORT = pytest.mark.filterwarnings(
+    "ignore:(?s)Exception ignored in.*RuntimeError. Event loop is closed"
+    ":pytest.PytestUnraisableExceptionWarning")
+
+
+def _ABANDONED_READS(test):  # pylint: disable=invalid-name
+  return _READ_REPORT(_CLOSED_LOOP_REPORT(test))
 
 
 def _vae_tiny(**overrides):
