@@ -370,9 +370,9 @@ def evals_per_image(est: estimators.Estimator, num_latents: int,
   relaxed one nests layer 2's draw inside each of layer 1's evaluations,
   one draw's squared (see :func:`two_layer_objective`).
   """
-  if model not in ("linear", "nonlinear", "two_layer"):
-    raise ValueError(f"Unknown VAE model {model!r}; known: linear, nonlinear, "
-                     "two_layer.")
+  if model not in vae_models.MODELS:
+    raise ValueError(f"Unknown VAE model {model!r}; known: "
+                     f"{', '.join(vae_models.MODELS)}.")
   logits = jnp.zeros((num_latents, num_categories), jnp.float32)
   state = est.init(jax.random.PRNGKey(0), logits) if est.stateful else None
   out = est.estimate(jax.random.PRNGKey(1), logits, jnp.sum, state=state)
