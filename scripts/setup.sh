@@ -4,7 +4,7 @@
 # arsm_jax installed in editable mode. Idempotent. Serves both README
 # commands:
 #   bash scripts/setup.sh && .venv/bin/python experiments/main.py --config=configs/toy.py --workdir=runs/toy
-#   bash scripts/setup.sh && .venv/bin/python -m pytest -q tests
+#   bash scripts/setup.sh && .venv/bin/python -m pytest -q -n auto tests
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${VENV:-.venv}"

@@ -239,7 +239,7 @@ def test_readme_is_a_front_door():
   for command in (
       "bash scripts/setup.sh && .venv/bin/python experiments/main.py "
       "--config=configs/toy.py --workdir=runs/toy",
-      "bash scripts/setup.sh && .venv/bin/python -m pytest -q tests"):
+      "bash scripts/setup.sh && .venv/bin/python -m pytest -q -n auto tests"):
     assert command in text
   for page in ("docs/experiments/toy.md", "docs/experiments/vae.md",
                "docs/experiments/rl.md"):

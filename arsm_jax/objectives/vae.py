@@ -96,7 +96,9 @@ def check_estimator(model_name: str, est: estimators.Estimator,
     raise ValueError(
         "model 'two_layer' with relax needs include_f=False: layer 1's f "
         "goes through a hard z2 drawn from q(z2|z1), so it is not continuous "
-        "in z1 and the control variate's eta*f term would bias the estimate.")
+        "in z1 and the control variate's eta*f term would bias the estimate "
+        "(the vae 'relax' preset sets include_f=True; override it with "
+        "--config.estimator_settings.include_f=False).")
   if not isinstance(learn_temperature, bool):
     raise ValueError(f"learn_temperature must be True or False; got "
                      f"{learn_temperature!r}.")
