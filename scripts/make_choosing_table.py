@@ -138,8 +138,7 @@ def vae_label(row: dict) -> str:
   if row.get("label"):
     return row["label"]
   name = row.get("estimator", "")
-  settings = dict(item.split("=", 1) for item in
-                  (row.get("settings") or "").split(";") if "=" in item)
+  settings = _settings(row)
   if "num_samples" in settings and name in ("reinforce_loo", "reinforce_wor",
                                             "unordered_set"):
     letter = "n" if name == "reinforce_loo" else "k"
@@ -147,9 +146,22 @@ def vae_label(row: dict) -> str:
   return name
 
 
+# Settings that change the model's parameterisation or initialisation, not
+# the estimator (``make_results._VAE_OPTIONS`` writes them into ``settings``).
+# The guide compares estimators on the default model, so rows with any of
+# them are left out rather than pooled with the default runs' seeds.
+MODEL_OPTIONS = ("pin_first_logit", "weight_init")
+
+
+def _settings(row: dict) -> dict:
+  return dict(item.split("=", 1) for item in
+              (row.get("settings") or "").split(";") if "=" in item)
+
+
 def load_vae(path: str):
   """{label: row} of the 100-epoch one-layer nonlinear VAE runs.
 
+  Runs of a non-default model (a setting in ``MODEL_OPTIONS``) are skipped.
   The seeds of one label and learning rate are merged into one row holding
   their medians (validation -ELBO, seconds per step) and their count
   (``seeds``); of a label's learning rates the one with the lowest median
@@ -164,6 +176,8 @@ def load_vae(path: str):
       if row.get("epochs") and float(row["epochs"]) != 100:
         continue
       if row.get("model", "nonlinear") != "nonlinear":
+        continue
+      if any(option in _settings(row) for option in MODEL_OPTIONS):
         continue
       label = vae_label(row)
       if not label or _number(row, "valid_neg_elbo") is None:

@@ -74,6 +74,43 @@ def test_seeds_are_merged_into_their_median_before_the_best_lr(tmp_path):
   assert "99.50 (lr 3e-4, median of 3 seeds)" in line
 
 
+def test_runs_of_another_model_option_are_not_pooled_as_seeds(tmp_path):
+  # A pinned-logit or Glorot run of seed 0 is a different model, not a
+  # fourth or fifth seed of the default one.
+  m = _module()
+  path = tmp_path / "vae.csv"
+  fields = ("model", "estimator", "settings", "learning_rate", "seed",
+            "epochs", "valid_neg_elbo", "seconds_per_step")
+  rows = [("nonlinear", "arsm", "", "0.0003", "0", "100", "100.0", "0.3"),
+          ("nonlinear", "arsm", "pin_first_logit=True", "0.0003", "0", "100",
+           "90.0", "0.3"),
+          ("nonlinear", "arsm", "weight_init=glorot", "0.0003", "0", "100",
+           "91.0", "0.3"),
+          ("nonlinear", "st_gumbel_softmax", "learn_temperature=True",
+           "0.0003", "0", "100", "112.0", "0.04")]
+  with open(path, "w", newline="") as fh:
+    writer = csv.writer(fh)
+    writer.writerow(fields)
+    writer.writerows(rows)
+  vae = m.load_vae(str(path))
+  assert float(vae["arsm"]["valid_neg_elbo"]) == 100.0
+  assert vae["arsm"]["seeds"] == "1"
+  # learn_temperature is an estimator's option: its run stays.
+  assert float(vae["st_gumbel_softmax"]["valid_neg_elbo"]) == 112.0
+
+
+def test_every_training_option_of_the_results_is_sorted():
+  # An option that make_results writes into ``settings`` is either a model
+  # option (left out of the guide) or an estimator's (learn_temperature);
+  # a new one must be put on one side, or its runs would pool as seeds.
+  spec = importlib.util.spec_from_file_location(
+      "make_results", os.path.join(REPO, "scripts", "make_results.py"))
+  results = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(results)
+  assert set(results._VAE_OPTIONS) == (set(_module().MODEL_OPTIONS)
+                                       | {"learn_temperature"})
+
+
 def test_the_committed_guide_is_up_to_date():
   out = subprocess.run(
       [sys.executable, os.path.join(REPO, "scripts", "make_choosing_table.py"),
