@@ -18,6 +18,17 @@ def _module():
   return module
 
 
+_SEEDED_FIELDS = ("model", "estimator", "settings", "learning_rate", "seed",
+                  "epochs", "valid_neg_elbo", "seconds_per_step")
+
+
+def _write_csv(path, fields, rows):
+  with open(path, "w", newline="") as fh:
+    writer = csv.writer(fh)
+    writer.writerow(fields)
+    writer.writerows(rows)
+
+
 def test_vae_rows_get_the_tables_labels():
   m = _module()
   assert m.vae_label({"estimator": "arsm", "settings": ""}) == "arsm"
@@ -38,10 +49,7 @@ def test_the_best_learning_rate_of_a_label_is_shown(tmp_path):
           ("nonlinear", "reinforce", "", "0.0001", "100", "104.25", "0.05"),
           ("nonlinear", "reinforce", "", "0.001", "20", "90.0", "0.05"),
           ("two_layer", "reinforce", "", "0.001", "100", "80.0", "0.05")]
-  with open(path, "w", newline="") as fh:
-    writer = csv.writer(fh)
-    writer.writerow(fields)
-    writer.writerows(rows)
+  _write_csv(path, fields, rows)
   vae = m.load_vae(str(path))
   assert set(vae) == {"reinforce"}
   assert vae["reinforce"]["learning_rate"] == "0.0001"
@@ -54,17 +62,12 @@ def test_the_best_learning_rate_of_a_label_is_shown(tmp_path):
 def test_seeds_are_merged_into_their_median_before_the_best_lr(tmp_path):
   m = _module()
   path = tmp_path / "vae.csv"
-  fields = ("model", "estimator", "settings", "learning_rate", "seed",
-            "epochs", "valid_neg_elbo", "seconds_per_step")
   rows = [("nonlinear", "arsm", "", "0.0003", "0", "100", "100.0", "0.3"),
           ("nonlinear", "arsm", "", "0.0003", "1", "100", "99.0", "0.1"),
           ("nonlinear", "arsm", "", "0.0003", "2", "100", "99.5", "0.2"),
           # One lucky seed at another lr is above the median of three.
           ("nonlinear", "arsm", "", "0.0001", "0", "100", "99.6", "0.2")]
-  with open(path, "w", newline="") as fh:
-    writer = csv.writer(fh)
-    writer.writerow(fields)
-    writer.writerows(rows)
+  _write_csv(path, _SEEDED_FIELDS, rows)
   vae = m.load_vae(str(path))
   assert vae["arsm"]["learning_rate"] == "0.0003"
   assert float(vae["arsm"]["valid_neg_elbo"]) == 99.5
@@ -79,8 +82,6 @@ def test_runs_of_another_model_option_are_not_pooled_as_seeds(tmp_path):
   # fourth or fifth seed of the default one.
   m = _module()
   path = tmp_path / "vae.csv"
-  fields = ("model", "estimator", "settings", "learning_rate", "seed",
-            "epochs", "valid_neg_elbo", "seconds_per_step")
   rows = [("nonlinear", "arsm", "", "0.0003", "0", "100", "100.0", "0.3"),
           ("nonlinear", "arsm", "pin_first_logit=True", "0.0003", "0", "100",
            "90.0", "0.3"),
@@ -88,10 +89,7 @@ def test_runs_of_another_model_option_are_not_pooled_as_seeds(tmp_path):
            "91.0", "0.3"),
           ("nonlinear", "st_gumbel_softmax", "learn_temperature=True",
            "0.0003", "0", "100", "112.0", "0.04")]
-  with open(path, "w", newline="") as fh:
-    writer = csv.writer(fh)
-    writer.writerow(fields)
-    writer.writerows(rows)
+  _write_csv(path, _SEEDED_FIELDS, rows)
   vae = m.load_vae(str(path))
   assert float(vae["arsm"]["valid_neg_elbo"]) == 100.0
   assert vae["arsm"]["seeds"] == "1"
