@@ -9,10 +9,9 @@ import sys
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _module():
+def _module(name="make_choosing_table"):
   spec = importlib.util.spec_from_file_location(
-      "make_choosing_table",
-      os.path.join(REPO, "scripts", "make_choosing_table.py"))
+      name, os.path.join(REPO, "scripts", name + ".py"))
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module
@@ -101,10 +100,7 @@ def test_every_training_option_of_the_results_is_sorted():
   # An option that make_results writes into ``settings`` is either a model
   # option (left out of the guide) or an estimator's (learn_temperature);
   # a new one must be put on one side, or its runs would pool as seeds.
-  spec = importlib.util.spec_from_file_location(
-      "make_results", os.path.join(REPO, "scripts", "make_results.py"))
-  results = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(results)
+  results = _module("make_results")
   assert set(results._VAE_OPTIONS) == (set(_module().MODEL_OPTIONS)
                                        | {"learn_temperature"})
 
