@@ -35,6 +35,9 @@ learner ``config.json`` and the reduced ``curves.npz``):
   policy entropy, eligible fraction and log gradient variance against
   episode, seeds that never solved in red.
 
+and, from both, the README's summary of figures 2 and 3 (the text between
+``<!-- results-headlines:start -->`` and ``<!-- results-headlines:end -->``).
+
 ``--check`` compares the text outputs and fails when an RL figure is missing
 (figures are not compared byte for byte).
 """
@@ -48,6 +51,7 @@ import json
 import os
 import statistics
 import sys
+import textwrap
 
 import numpy as np
 
@@ -705,17 +709,139 @@ def draw_rl_figures(runs: list[dict], docs: str = DOCS) -> list[str]:
   return rl_figure_paths(runs, docs)
 
 
-def outputs(results: str = RESULTS) -> dict[str, str]:
-  """The text outputs, path -> content (the figures are written directly)."""
+# The README's one-line summaries of figures 2 and 3 sit between these
+# markers and are written here, so they cannot drift from the tables.
+HEADLINES_START = "<!-- results-headlines:start -->"
+HEADLINES_END = "<!-- results-headlines:end -->"
+_LEARNER_NAMES = {"arsm": "ARSM", "a2c": "A2C", "relax": "RELAX",
+                  "reinforce_ma": "REINFORCE"}
+
+
+# The figure-2 protocol's learning rate, the one the headline compares at.
+HEADLINE_LR, HEADLINE_LR_TEXT = 3e-4, "3e-4"
+
+
+def _headline_runs(rows: list[dict]) -> dict[tuple, list[dict]]:
+  """The 100-epoch one-layer nonlinear runs at ``HEADLINE_LR``, grouped as
+  the VAE table groups them."""
+  groups: dict[tuple, list[dict]] = {}
+  for row in rows:
+    if (row["model"] == "nonlinear" and row["learning_rate"] == HEADLINE_LR
+        and row["epochs"] == 100):
+      groups.setdefault(_group_key(row), []).append(row)
+  return groups
+
+
+def _valid_text(members: list[dict], note: str = "") -> str:
+  """``median (median of n seeds[; note])`` of the validation -ELBO."""
+  median = statistics.median(m["valid_neg_elbo"] for m in members)
+  seeds = (f"median of {len(members)} seeds" if len(members) > 1
+           else "one seed")
+  return f"{median:.2f} ({seeds}{note})"
+
+
+def vae_headline(rows: list[dict]) -> str:
+  """ARSM against the authors' log, the best estimator at ARSM's
+  evaluations, and the best at fewer, from the one-layer nonlinear runs."""
+  groups = _headline_runs(rows)
+  arsm = groups.pop(("nonlinear", "arsm", "", HEADLINE_LR, 0), None)
+  if not arsm:
+    return "no 100-epoch ARSM run has been collected yet."
+  evals = arsm[0]["f_evals_per_image"]
+  authors = f"; the authors' log: {AUTHORS_ARSM_LOG[99][1]:.2f} at epoch 99"
+  text = (f"after 100 epochs ARSM's validation −ELBO is "
+          f"{_valid_text(arsm, authors)}")
+  groups = {k: g for k, g in groups.items() if k[1] != "arsm"}
+  def best(keep):
+    chosen = [g for g in groups.values() if keep(g[0]["f_evals_per_image"])]
+    return min(chosen, key=lambda g: statistics.median(
+        m["valid_neg_elbo"] for m in g), default=None)
+  def name(group):
+    settings = group[0]["settings"]
+    return f"`{group[0]['estimator']}`" + (f" ({settings})" if settings else "")
+  equal = best(lambda e: e == evals)
+  if equal:
+    text += (f"; at its {evals} evaluations per image, the best is "
+             f"{name(equal)} at {_valid_text(equal)}")
+  fewer = best(lambda e: e < evals)
+  if fewer:
+    text += (f"; with fewer, the best is {name(fewer)} at "
+             f"{_valid_text(fewer)} with {fewer[0]['f_evals_per_image']} "
+             "evaluations")
+  return text + "."
+
+
+def rl_headline(rows: list[dict]) -> str:
+  """Per environment, each learner's seeds solved and median episodes to
+  solve, for the runs with the environment's default options."""
+  parts = []
+  for env in RL_ENVS:
+    seen, learners = set(), []
+    for row in rows:
+      if row["env"] != env or row["options"] or row["learner"] in seen:
+        continue
+      seen.add(row["learner"])
+      median = row["median_episodes_to_solve"]
+      learners.append(
+          f"{_LEARNER_NAMES.get(row['learner'], row['learner'])} "
+          f"{row['seeds_solved']}/{row['seeds']}"
+          + ("" if median is None else f" ({median:g})"))
+      episodes = row["episodes"]
+    if learners:
+      parts.append(f"{env}, {episodes} episodes: " + ", ".join(learners))
+  if not parts:
+    return "no RL run has been collected yet."
+  return "; ".join(parts) + "."
+
+
+def readme_headlines(vae: list[dict], rl: list[dict]) -> str:
+  """The markdown between the README's headline markers."""
+  bullets = [
+      "[Categorical VAE on binarised MNIST](docs/experiments/vae.md) "
+      f"(figure 2; one layer, lr {HEADLINE_LR_TEXT}): "
+      f"{vae_headline(vae)}",
+      "[Reinforcement learning](docs/experiments/rl.md) (figure 3; default "
+      "options): seeds solved (100-episode mean at the threshold) and, where "
+      "over half are, the median episodes to solve. "
+      f"{rl_headline(rl)}"]
+  return "".join(textwrap.fill(b, 78, initial_indent="* ",
+                               subsequent_indent="  ", break_on_hyphens=False,
+                               break_long_words=False) + "\n"
+                 for b in bullets)
+
+
+def splice(text: str, block: str, start: str, end: str, path: str) -> str:
+  """``text`` with what lies between ``start`` and ``end`` replaced by
+  ``block``; a ValueError naming ``path`` when a marker is missing."""
+  head, sep, rest = text.partition(start)
+  _, sep2, tail = rest.partition(end)
+  if not sep or not sep2:
+    raise ValueError(f"{path} lacks the markers {start} ... {end}; put them "
+                     "where the generated text belongs.")
+  return f"{head}{start}\n{block}{end}{tail}"
+
+
+def outputs(results: str = RESULTS,
+            readme: str | None = None) -> dict[str, str]:
+  """The text outputs, path -> content (the figures are written directly).
+
+  With ``readme`` (a path), the README with its headline block regenerated
+  is one of them.
+  """
   rows = [vae_row(r) for r in vae_runs(results)]
   runs = rl_runs(results)
   rl = rl_rows(runs)
-  return {os.path.join(results, "vae.csv"): vae_csv(rows),
-          os.path.join(results, "vae_table.md"): vae_table(rows),
-          os.path.join(results, "rl.csv"): rl_csv(rl),
-          os.path.join(results, "rl_table.md"): rl_table(rl),
-          os.path.join(results, "rl_arsm_seeds.md"): rl_seed_table(
-              rl_seed_rows(runs))}
+  texts = {os.path.join(results, "vae.csv"): vae_csv(rows),
+           os.path.join(results, "vae_table.md"): vae_table(rows),
+           os.path.join(results, "rl.csv"): rl_csv(rl),
+           os.path.join(results, "rl_table.md"): rl_table(rl),
+           os.path.join(results, "rl_arsm_seeds.md"): rl_seed_table(
+               rl_seed_rows(runs))}
+  if readme is not None:
+    with open(readme, encoding="utf-8") as fh:
+      texts[readme] = splice(fh.read(), readme_headlines(rows, rl),
+                             HEADLINES_START, HEADLINES_END, readme)
+  return texts
 
 
 def main(argv=None, results: str = RESULTS, docs: str = DOCS) -> int:
@@ -731,13 +857,16 @@ def main(argv=None, results: str = RESULTS, docs: str = DOCS) -> int:
   args = parser.parse_args(argv)
   repo = os.path.dirname(docs)
   stale = []
-  for path, text in outputs(results).items():
-    old = open(path).read() if os.path.exists(path) else None
+  readme = os.path.join(repo, "README.md")
+  texts = outputs(results, readme if os.path.exists(readme) else None)
+  for path, text in texts.items():
+    old = (open(path, encoding="utf-8").read() if os.path.exists(path)
+           else None)
     if old != text:
       stale.append(os.path.relpath(path, repo))
       if not args.check:
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "w") as fh:
+        with open(path, "w", encoding="utf-8") as fh:
           fh.write(text)
   rl = rl_runs(results)
   if args.check:

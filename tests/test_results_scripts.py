@@ -343,3 +343,73 @@ def test_rl_panels_without_variance_measurements(tmp_path):
         "variance_episode": np.zeros((0,), np.int32)}],
       str(path), "LunarLander-v3", 200.0)
   assert path.stat().st_size > 1000
+
+
+def _vae_headline_row(estimator, valid, evals, settings="", lr=3e-4,
+                      model="nonlinear", epochs=100, decoder_samples=0):
+  return {"model": model, "estimator": estimator, "settings": settings,
+          "learning_rate": lr, "decoder_samples": decoder_samples,
+          "epochs": epochs, "f_evals_per_image": evals,
+          "valid_neg_elbo": valid}
+
+
+def test_vae_headline_picks_the_best_at_equal_and_fewer_evaluations():
+  make_results = _load("make_results")
+  rows = [
+      _vae_headline_row("arsm", 101.0, 46),
+      _vae_headline_row("arsm", 99.0, 46),
+      _vae_headline_row("arsm", 100.0, 46),
+      # Another option of ARSM's, and runs off the headline's protocol: none
+      # may be chosen or pooled.
+      _vae_headline_row("arsm", 80.0, 46, settings="weight_init=glorot"),
+      _vae_headline_row("reinforce_loo", 70.0, 46, lr=1e-4),
+      _vae_headline_row("reinforce_loo", 71.0, 46, model="two_layer"),
+      _vae_headline_row("reinforce_loo", 72.0, 46, epochs=50),
+      _vae_headline_row("reinforce_loo", 93.0, 46, "num_samples=46", 3e-4,
+                        decoder_samples=1),
+      _vae_headline_row("ars", 95.0, 10),
+      _vae_headline_row("unordered_set", 96.0, 8, "num_samples=8"),
+      _vae_headline_row("indecater", 90.0, 200),
+  ]
+  text = make_results.vae_headline(rows)
+  assert "ARSM's validation −ELBO is 100.00 (median of 3 seeds;" in text
+  assert "the best is `reinforce_loo` (num_samples=46) at 93.00 (one seed)" \
+      in text
+  assert "with fewer, the best is `ars` at 95.00 (one seed) with 10" in text
+  assert "indecater" not in text and "80.00" not in text
+  assert make_results.vae_headline(rows[3:]).startswith("no 100-epoch ARSM")
+
+
+def test_rl_headline_uses_the_default_options_rows():
+  make_results = _load("make_results")
+  def row(learner, solved, median, options=""):
+    return {"env": "CartPole-v1", "learner": learner, "options": options,
+            "seeds": 10, "episodes": 900, "seeds_solved": solved,
+            "median_episodes_to_solve": median}
+  rows = [row("arsm", 9, 204.5), row("arsm", 10, 100, "rollout_budget=x"),
+          row("a2c", 3, None)]
+  assert make_results.rl_headline(rows) == (
+      "CartPole-v1, 900 episodes: ARSM 9/10 (204.5), A2C 3/10.")
+  assert make_results.rl_headline(rows[1:2]).startswith("no RL run")
+
+
+def test_splice_needs_both_markers():
+  make_results = _load("make_results")
+  start, end = make_results.HEADLINES_START, make_results.HEADLINES_END
+  text = f"a\n{start}\nold\n{end}\nb\n"
+  assert make_results.splice(text, "new\n", start, end, "R.md") == (
+      f"a\n{start}\nnew\n{end}\nb\n")
+  with pytest.raises(ValueError, match="R.md lacks the markers"):
+    make_results.splice("a\nb\n", "new\n", start, end, "R.md")
+
+
+def test_the_committed_results_and_readme_are_up_to_date():
+  """What ``make_results.py --check`` compares, on the committed files."""
+  make_results = _load("make_results")
+  readme = os.path.join(REPO, "README.md")
+  for path, text in make_results.outputs(make_results.RESULTS,
+                                         readme).items():
+    with open(path, encoding="utf-8") as fh:
+      assert fh.read() == text, (
+          f"{os.path.relpath(path, REPO)} is stale: run PYTHONPATH=$PWD "
+          "python scripts/make_results.py")
