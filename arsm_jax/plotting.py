@@ -12,6 +12,7 @@ collected runs (called by ``scripts/make_results.py``)
 from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
+import zlib
 
 import matplotlib
 
@@ -59,8 +60,9 @@ def variant_style(name: str, index: int) -> tuple[str, str]:
 def color(name: str) -> str:
   if name in COLORS:
     return COLORS[name]
+  # crc32, not hash(): str hashes change from one process to the next.
   palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-  return palette[hash(name) % len(palette)]
+  return palette[zlib.crc32(name.encode()) % len(palette)]
 
 
 def plot_toy(curves: Mapping[str, Mapping[str, np.ndarray]], config,
@@ -251,7 +253,8 @@ def plot_vae_panel(series: Sequence[Mapping[str, Any]], path: str, title: str,
   fig.legend(loc="center left", bbox_to_anchor=(0.72, 0.5), fontsize=7,
              frameon=False)
   fig.tight_layout(rect=(0, 0, 0.72, 0.96))
-  fig.savefig(path, dpi=110, metadata={"Software": None})
+  # "tight" grows the image to hold the longest legend label.
+  fig.savefig(path, dpi=110, bbox_inches="tight", metadata={"Software": None})
   plt.close(fig)
 
 

@@ -413,3 +413,19 @@ def test_the_committed_results_and_readme_are_up_to_date():
       assert fh.read() == text, (
           f"{os.path.relpath(path, REPO)} is stale: run PYTHONPATH=$PWD "
           "python scripts/make_results.py")
+
+
+def test_an_unlisted_estimator_gets_the_same_colour_in_every_process():
+  """Colours of estimators outside ``plotting.COLORS`` come from the name, not
+  from ``hash()``, which Python salts per process."""
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  code = ("from arsm_jax import plotting; "
+          "print(plotting.color('not_a_listed_estimator'))")
+  colours = {
+      subprocess.run([sys.executable, "-c", code], check=True,
+                     capture_output=True, text=True,
+                     env={**os.environ, "PYTHONHASHSEED": str(seed),
+                          "PYTHONPATH": REPO}).stdout
+      for seed in (1, 2, 3)}
+  assert len(colours) == 1, colours
