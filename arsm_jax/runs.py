@@ -9,13 +9,27 @@ module gives each task the same five pieces:
   made with (its ``config.json``) against the current one. A difference is a
   ``ValueError`` naming each differing field with its saved and its new
   value. The one way to start over is ``config.fresh = True``
-  (``--config.fresh=True``): :func:`check_config` then deletes what the
-  directory holds and the run starts from scratch. :func:`save_config`
-  writes the current config once the checks pass.
+  (``--config.fresh=True``): :func:`check_config` then deletes the files a
+  run writes (:func:`run_files`) and the run starts from scratch.
+  :func:`save_config` writes the current config once the checks pass.
+* **Ownership.** A run deletes only what a run wrote. A directory without a
+  ``config.json`` that holds anything a run does not write (a user's notes,
+  another experiment's run) is refused with one line naming what is there;
+  :func:`check_workdir` does the same for the top of a workdir whose runs
+  live in subdirectories (toy, RL).
+* **One run at a time.** :func:`lock_workdir` takes an exclusive lock on the
+  workdir (``flock`` on ``.arsm_jax.lock``), so the same command started
+  twice refuses the second in one line. The kernel releases the lock when
+  its process dies, so a killed run's lock is taken over by the next one.
+  The processes of one multi-process run are one run: process 0 locks.
 * **Checkpoints.** :class:`Checkpoints` saves and restores a pytree with
-  orbax. On restore a checkpoint that cannot be read is reported in one log
-  line naming it, moved aside (``<dir>/damaged_checkpoints/<step>``) and the next older
-  one is tried; with none readable the run starts fresh.
+  orbax (NumPy and Python scalars are stored as 0-d arrays, which orbax can
+  restore). On restore a checkpoint that cannot be read is reported in one
+  log line naming it and the next older one is tried; once an older one
+  restores, the unreadable newer ones are moved aside
+  (``<dir>/damaged_checkpoints/<step>``). When *no* checkpoint restores, the
+  cause is more likely a bug or a changed program than damage: the run stops
+  with :class:`CheckpointError` naming the first failure, and moves nothing.
 * **Metric sinks.** :func:`truncate_metrics` cuts ``metrics.jsonl`` and every
   TensorBoard event file of a directory back to the restored step, so a
   resumed run logs each step once. :class:`~arsm_jax.writers.MetricWriter`
@@ -32,12 +46,14 @@ module gives each task the same five pieces:
 
 from __future__ import annotations
 
+import contextlib
+import fnmatch
 import json
 import logging as std_logging
 import os
 import shutil
 import struct
-from typing import Any, Iterable, Mapping, Optional
+from typing import Any, Iterable, Iterator, Mapping, Optional
 
 from absl import logging
 import jax
@@ -49,8 +65,24 @@ CONFIG_FILE = "config.json"
 RESULT_FILE = "result.json"
 CURVES_FILE = "curves.npz"
 CHECKPOINT_DIR = "checkpoints"
+DAMAGED_DIR = "damaged_checkpoints"
+SUMMARY_FILE = "summary.json"
+LOCK_FILE = ".arsm_jax.lock"
 # Fields of every task that never change what a run computes.
 ALWAYS_RESUMABLE = ("fresh", "plot")
+# What a run writes in its directory (names, or glob patterns): the only
+# entries a run ever deletes. Tasks add their own (figures, subdirectories).
+RUN_FILES = (CONFIG_FILE, RESULT_FILE, CURVES_FILE, CHECKPOINT_DIR,
+             DAMAGED_DIR, SUMMARY_FILE, LOCK_FILE, "metrics.jsonl",
+             "events.out.tfevents.*", ".tmp-*")
+
+
+class CheckpointError(RuntimeError):
+  """No checkpoint of a run can be restored (see :meth:`Checkpoints.restore`)."""
+
+
+class WorkdirError(ValueError):
+  """A workdir holds what a run did not write, or another run is using it."""
 
 
 # ----------------------------------------------------------------------------
@@ -84,11 +116,35 @@ def differences(saved: Mapping[str, Any],
           if saved.get(k, missing) != current.get(k, missing)]
 
 
-def clear(logdir: str) -> None:
-  """Deletes everything in ``logdir`` (the directory itself stays)."""
+def _is_run_file(name: str, extra: Iterable[str]) -> bool:
+  return any(fnmatch.fnmatchcase(name, pattern)
+             for pattern in (*RUN_FILES, *extra))
+
+
+def run_files(logdir: str, extra: Iterable[str] = ()) -> list[str]:
+  """The entries of ``logdir`` that a run writes (:data:`RUN_FILES`, ``extra``)."""
   if not os.path.isdir(logdir):
-    return
-  for entry in os.listdir(logdir):
+    return []
+  extra = tuple(extra)
+  return sorted(e for e in os.listdir(logdir) if _is_run_file(e, extra))
+
+
+def foreign_files(logdir: str, extra: Iterable[str] = ()) -> list[str]:
+  """The entries of ``logdir`` that no run writes: never deleted."""
+  if not os.path.isdir(logdir):
+    return []
+  extra = tuple(extra)
+  return sorted(e for e in os.listdir(logdir) if not _is_run_file(e, extra))
+
+
+def remove_run_files(logdir: str, extra: Iterable[str] = ()) -> None:
+  """Deletes what a run wrote in ``logdir`` (:func:`run_files`), nothing else.
+
+  The lock file stays: the run that calls this holds it.
+  """
+  for entry in run_files(logdir, extra):
+    if entry == LOCK_FILE:
+      continue
     path = os.path.join(logdir, entry)
     if os.path.isdir(path) and not os.path.islink(path):
       shutil.rmtree(path)
@@ -96,34 +152,108 @@ def clear(logdir: str) -> None:
       os.remove(path)
 
 
+def _refuse_foreign(logdir: str, foreign: list[str], what: str) -> None:
+  shown = ", ".join(foreign[:4]) + (f" and {len(foreign) - 4} more"
+                                    if len(foreign) > 4 else "")
+  raise WorkdirError(
+      f"{logdir} holds files that a {what} did not write ({shown}); a run "
+      "only deletes its own files, so it will not start there. Use a new or "
+      "empty workdir (or move those files away).")
+
+
+def check_workdir(workdir: str, extra: Iterable[str] = (),
+                  what: str = "run") -> None:
+  """Refuses a workdir holding entries a run of this task does not write.
+
+  For tasks whose runs live in subdirectories (one per estimator or learner,
+  named in ``extra`` along with the task's figures): the top of the workdir
+  must hold only those and :data:`RUN_FILES`.
+
+  Raises:
+    WorkdirError: naming up to four foreign entries.
+  """
+  foreign = foreign_files(workdir, extra)
+  if foreign:
+    _refuse_foreign(workdir, foreign, what)
+
+
+@contextlib.contextmanager
+def lock_workdir(workdir: str, what: str = "run") -> Iterator[None]:
+  """Holds an exclusive lock on ``workdir`` for the duration of a run.
+
+  Only process 0 of a multi-process run locks (its processes are one run).
+  The lock is an ``flock`` on ``workdir/.arsm_jax.lock``, removed when the
+  run ends. The kernel drops the lock when the holding process dies, so the
+  file a killed run leaves behind is no obstacle: the next run takes it.
+
+  Raises:
+    WorkdirError: another run holds the lock (its pid is named).
+  """
+  if jax.process_index() != 0:
+    yield
+    return
+  import fcntl  # pylint: disable=g-import-not-at-top
+  os.makedirs(workdir, exist_ok=True)
+  path = os.path.join(workdir, LOCK_FILE)
+  fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+  try:
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+      holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+      raise WorkdirError(
+          f"{workdir} is in use by another {what} (pid {holder}); wait for "
+          "it to finish or use another workdir.") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    try:
+      yield
+    finally:
+      os.remove(path)     # still held: no other run can be between
+  finally:
+    os.close(fd)          # also releases the lock
+
+
 def check_config(logdir: str, current: Mapping[str, Any], *,
                  resumable: Iterable[str] = (), fresh: bool = False,
                  added_fields: Optional[Mapping[str, Any]] = None,
-                 what: str = "run") -> None:
-  """Refuses to mix configs in ``logdir``; with ``fresh`` empties it instead.
+                 what: str = "run", extra: Iterable[str] = ()) -> None:
+  """Refuses to mix configs in ``logdir``; with ``fresh`` starts it again.
+
+  Only a run's own files (:func:`run_files`) are ever deleted: by ``fresh``,
+  and when a directory without a ``config.json`` holds just the metrics of a
+  run killed before its first checkpoint. Anything else in a directory
+  without a ``config.json`` is refused.
 
   Args:
     logdir: the run's directory (may not exist yet).
     current: the current config as JSON values (:func:`config_json`).
     resumable: fields allowed to differ from the saved config.
-    fresh: delete what ``logdir`` holds instead of checking.
+    fresh: delete the run files ``logdir`` holds instead of checking.
     added_fields: fields added to the config after runs were saved, with the
       value that reproduces what those runs did: a saved config without such
       a field is read as having this value.
     what: the run's name in the error message.
+    extra: names or glob patterns of further files the task writes.
 
   Raises:
+    WorkdirError: ``logdir`` has no ``config.json`` and holds files no run
+      writes.
     ValueError: ``logdir`` holds a run made with a different config (the
       message names every differing field with its saved and new value), or
       results without a ``config.json`` to compare with.
   """
-  if fresh:
-    if os.path.isdir(logdir) and os.listdir(logdir):
-      logging.info("%s: config.fresh is set; deleting what %s holds.", what,
-                   logdir)
-    clear(logdir)
-    return
   path = os.path.join(logdir, CONFIG_FILE)
+  if not os.path.exists(path):
+    foreign = foreign_files(logdir, extra)
+    if foreign:
+      _refuse_foreign(logdir, foreign, what)
+  if fresh:
+    if run_files(logdir, extra):
+      logging.info("%s: config.fresh is set; deleting the run files in %s.",
+                   what, logdir)
+    remove_run_files(logdir, extra)
+    return
   if not os.path.exists(path):
     leftovers = [f for f in (RESULT_FILE, CHECKPOINT_DIR, writers.METRICS_FILE)
                  if os.path.exists(os.path.join(logdir, f))]
@@ -133,11 +263,17 @@ def check_config(logdir: str, current: Mapping[str, Any], *,
           f"{CONFIG_FILE} that identifies it (made by an older version?); "
           "use a new workdir, or set config.fresh=True to delete it and "
           "start again.")
-    clear(logdir)   # only partial metrics of a run that never checkpointed
+    # Only metrics of a run killed before its first checkpoint.
+    remove_run_files(logdir, extra)
     return
   with open(path) as fh:
     saved = json.load(fh)
   saved = {**(added_fields or {}), **saved}
+  kind = saved.get("experiment")
+  if kind and current.get("experiment") not in (None, kind):
+    raise WorkdirError(
+        f"{logdir} holds a {kind} run; a {current['experiment']} run will "
+        "not start there. Use another workdir.")
   diff = differences(identity(saved, resumable), identity(current, resumable))
   if diff:
     fields = "; ".join(f"{k}: saved {old!r}, now {new!r}"
@@ -302,6 +438,18 @@ def quiet_orbax() -> None:
     logger.addFilter(QuietOrbax())
 
 
+def _as_arrays(tree: Any) -> Any:
+  """NumPy and Python scalars as 0-d arrays: orbax saves a ``np.float32``
+  but cannot restore into one, so every checkpointed scalar is an array."""
+
+  def leaf(x):
+    if isinstance(x, (np.generic, bool, int, float)):
+      return np.asarray(x)
+    return x
+
+  return jax.tree_util.tree_map(leaf, tree)
+
+
 def _short(error: BaseException) -> str:
   text = " ".join(str(error).split())
   if len(text) > 160:
@@ -332,58 +480,69 @@ class Checkpoints:
         options=ocp.CheckpointManagerOptions(max_to_keep=self.max_to_keep,
                                              create=True))
 
-  def steps(self) -> list[int]:
-    return sorted(self._manager.all_steps())
-
   def save(self, step: int, state: Any) -> None:
     import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
-    self._manager.save(int(step), args=ocp.args.StandardSave(state))
+    self._manager.save(int(step),
+                       args=ocp.args.StandardSave(_as_arrays(state)))
 
   def restore(self, target: Any) -> tuple[Any, int]:
     """The newest readable checkpoint shaped like ``target``, and its step.
 
-    Returns ``(target, 0)`` when there is none. Each unreadable checkpoint is
-    reported in one warning naming it, and moved to
+    Returns ``(target, 0)`` when there is no checkpoint. Each unreadable
+    checkpoint is reported in one warning naming it; once an older one
+    restores, the unreadable ones are moved to
     ``<logdir>/damaged_checkpoints/<step>``.
+
+    Raises:
+      CheckpointError: there are checkpoints and none restores (a bug or a
+        changed program is likelier than damage to all of them): names the
+        newest one's failure and how to start over. Nothing is moved.
     """
     import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
-    abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, target)
-    damaged = False
-    state, restored_step = target, 0
+    abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct,
+                                      _as_arrays(target))
+    failures = []                                # (path, short error)
     for step in sorted(self._manager.all_steps(), reverse=True):
       path = os.path.join(self.directory, str(step))
       try:
         state = self._manager.restore(
             step, args=ocp.args.StandardRestore(abstract))
-        restored_step = step
-        break
       except Exception as e:  # pylint: disable=broad-except
         logging.warning("%s: checkpoint %s cannot be read (%s); trying an "
                         "older one.", self.name, path, _short(e))
-        aside = os.path.join(os.path.dirname(self.directory), 
-                             "damaged_checkpoints", str(step))
-        if jax.process_index() == 0:   # several processes: one moves it
-          if os.path.exists(aside):
-            shutil.rmtree(aside)
-          os.makedirs(os.path.dirname(aside), exist_ok=True)
-          shutil.move(path, aside)
-        damaged = True
-    if damaged:
-      if jax.process_count() > 1:
-        from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
-        multihost_utils.sync_global_devices("runs/damaged_checkpoints")
-      self._manager.close()
-      self._manager = self._make_manager()
-    if restored_step:
+        failures.append((path, _short(e)))
+        continue
+      if failures:
+        self._move_aside([p for p, _ in failures])
       logging.info("%s: resumed from the checkpoint at step %d.", self.name,
-                   restored_step)
-    elif damaged:
-      logging.warning("%s: no readable checkpoint; starting fresh.", self.name)
-    return state, restored_step
+                   step)
+      return state, step
+    if failures:
+      path, error = failures[0]
+      raise CheckpointError(
+          f"{self.name}: none of the {len(failures)} checkpoints in "
+          f"{self.directory} can be restored; the newest, {path}, fails with "
+          f"{error}. If the code or the config's shapes changed since they "
+          "were written, run the version that wrote them; to start over, "
+          "set config.fresh=True (deletes this run's files only) or use a "
+          "new workdir.")
+    return target, 0
 
-  def wait(self) -> None:
-    """Blocks until a checkpoint being written is on disk."""
-    self._manager.wait_until_finished()
+  def _move_aside(self, paths: list[str]) -> None:
+    """Moves unreadable checkpoints to ``damaged_checkpoints/``."""
+    if jax.process_index() == 0:      # several processes: one moves them
+      for path in paths:
+        aside = os.path.join(os.path.dirname(self.directory), DAMAGED_DIR,
+                             os.path.basename(path))
+        if os.path.exists(aside):
+          shutil.rmtree(aside)
+        os.makedirs(os.path.dirname(aside), exist_ok=True)
+        shutil.move(path, aside)
+    if jax.process_count() > 1:
+      from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+      multihost_utils.sync_global_devices("runs/damaged_checkpoints")
+    self._manager.close()
+    self._manager = self._make_manager()
 
   def close(self) -> None:
     self._manager.wait_until_finished()

@@ -27,6 +27,7 @@ except ModuleNotFoundError as e:
       "pip install 'arsm_jax[experiments]'") from None
 
 from arsm_jax import parallel
+from arsm_jax import runs
 from arsm_jax import tasks
 
 _WORKDIR = flags.DEFINE_string(
@@ -65,7 +66,10 @@ def main(argv):
     logging.info("Experiment %r, workdir %s\n%s", config.experiment,
                  _WORKDIR.value, config)
     tasks.train_and_evaluate(config, _WORKDIR.value)
-  except tasks.MissingExtraError as e:
+  except (tasks.MissingExtraError, runs.WorkdirError,
+          runs.CheckpointError) as e:
+    # A missing extra, a workdir that is not the run's or is in use, no
+    # restorable checkpoint: one line, not a traceback.
     raise SystemExit(str(e)) from None
 
 

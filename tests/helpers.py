@@ -59,3 +59,22 @@ def z_scores(samples: np.ndarray, target: np.ndarray) -> np.ndarray:
   with np.errstate(divide="ignore", invalid="ignore"):
     z = np.where(se > 0, diff / se, np.where(diff < 1e-6, 0.0, np.inf))
   return z
+
+
+def record_progress(monkeypatch) -> list[tuple[str, int]]:
+  """Records ``(name, step)`` of every progress report from now on.
+
+  Resume tests use it to check that a rerun *started from the checkpoint*:
+  a deterministic run restarted from zero ends with the same numbers, so
+  only the steps it reports show the work it skipped.
+  """
+  from arsm_jax import writers  # pylint: disable=g-import-not-at-top
+  seen = []
+  original = writers.ProgressReporter.__call__
+
+  def report(self, step, *args, **kwargs):
+    seen.append((self.name, int(step)))
+    return original(self, step, *args, **kwargs)
+
+  monkeypatch.setattr(writers.ProgressReporter, "__call__", report)
+  return seen

@@ -22,9 +22,12 @@ import pytest
 from arsm_jax import runs
 from arsm_jax import writers
 from arsm_jax.tasks import rl
+from arsm_jax.tasks import toy
 from arsm_jax.tasks import vae
 from configs import rl as rl_config
+from configs import toy as toy_config
 from configs import vae as vae_config
+from tests import helpers
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OLD_VAE_WORKDIR = os.path.join(REPO, "tests", "data", "vae_tiny_old_code")
@@ -169,9 +172,11 @@ def test_check_config_names_fields_allows_resumable_and_fresh(tmp_path):
   with pytest.raises(ValueError, match="split: saved 'last', now 'paper'"):
     runs.check_config(logdir, dict(saved, split="paper"),
                       added_fields={"split": "last"})
-  # fresh empties the directory.
+  # fresh deletes the run's files and nothing else.
+  (tmp_path / "run" / "notes.txt").write_text("mine")
   runs.check_config(logdir, dict(saved, lr=0.2), fresh=True)
-  assert os.listdir(logdir) == []
+  assert os.listdir(logdir) == ["notes.txt"]
+  os.remove(os.path.join(logdir, "notes.txt"))
   # Results without a config.json cannot be identified: refused.
   runs.save_result(logdir, {"x": 1}, {"y": np.zeros(2)})
   with pytest.raises(ValueError, match="without the config.json"):
@@ -230,12 +235,161 @@ def test_damaged_checkpoints_fall_back_to_the_newest_readable(
   named = [line for line in warnings_log if damaged in line]
   assert len(named) == 1 and "cannot be read" in named[0], warnings_log
   assert len(named[0].splitlines()) == 1
-  # Nothing readable: the run starts fresh.
-  for step in (1, 2):
-    _damage_newest(ckpts.directory)
-    restored, got = runs.Checkpoints(str(tmp_path), 3, name="t").restore(state)
-  assert got == 0 and restored is state
+  # Nothing readable: a clear error naming the newest failure, and nothing
+  # is moved aside (all failing at once is likelier a bug than damage).
+  before = sorted(os.listdir(ckpts.directory))
+  assert before == ["1", "2"]
+  _damage_newest(ckpts.directory)
+  shutil.move(os.path.join(ckpts.directory, "2"), str(tmp_path / "keep"))
+  _damage_newest(ckpts.directory)
+  shutil.move(str(tmp_path / "keep"), os.path.join(ckpts.directory, "2"))
+  with pytest.raises(runs.CheckpointError,
+                     match=r"none of the 2 checkpoints.*checkpoints/2, fails "
+                     r"with .*config.fresh=True"):
+    runs.Checkpoints(str(tmp_path), 3, name="t").restore(state)
+  assert sorted(os.listdir(ckpts.directory)) == before
   gc.collect()
+
+
+def test_numpy_scalars_in_a_checkpoint_restore(tmp_path):
+  # The RL snapshot held np.float32(train_seconds): orbax saved it, then
+  # refused to restore it, so every RL rerun started again from episode 0.
+  target = {"seconds": np.float32(0.0), "done": np.int32(0),
+            "w": np.zeros(3, np.float32)}
+  ckpts = runs.Checkpoints(str(tmp_path), 2, name="t")
+  ckpts.save(7, {"seconds": np.float32(2.5), "done": np.int32(3),
+                 "w": np.ones(3, np.float32)})
+  ckpts.close()
+  restored, step = runs.Checkpoints(str(tmp_path), 2, name="t").restore(target)
+  assert step == 7
+  assert float(restored["seconds"]) == 2.5 and int(restored["done"]) == 3
+  np.testing.assert_array_equal(restored["w"], np.ones(3))
+
+
+def test_restore_that_fails_for_a_bug_is_an_error_not_a_fresh_start(
+    tmp_path):
+  ckpts = runs.Checkpoints(str(tmp_path), 2, name="t")
+  ckpts.save(3, {"w": np.ones(3, np.float32)})
+  ckpts.close()
+  # A target of another structure (a changed program) restores nothing.
+  with pytest.raises(runs.CheckpointError, match="none of the 1 checkpoints"):
+    runs.Checkpoints(str(tmp_path), 2, name="t").restore(
+        {"w": np.zeros(3, np.float32), "extra": np.zeros(2, np.float32)})
+  assert os.listdir(os.path.join(str(tmp_path), "checkpoints")) == ["3"]
+  assert not os.path.exists(os.path.join(str(tmp_path), runs.DAMAGED_DIR))
+
+
+# ----------------------------------------------------------------------------
+# A run deletes only what a run wrote, and holds its workdir alone.
+
+
+def _toy_tiny(**overrides):
+  config = toy_config.get_config("quick")
+  config.estimators, config.plot = "arsm", False
+  config.num_iterations, config.variance_every = 20, 10
+  with config.unlocked():
+    config.update(overrides)
+  return config
+
+
+def _user_files(root):
+  """A user's files in ``root``: a note and a folder with data."""
+  os.makedirs(os.path.join(root, "sub"), exist_ok=True)
+  with open(os.path.join(root, "notes.txt"), "w") as fh:
+    fh.write("important")
+  with open(os.path.join(root, "sub", "data.bin"), "w") as fh:
+    fh.write("x")
+  return {"notes.txt": "important", os.path.join("sub", "data.bin"): "x"}
+
+
+def _intact(root, files):
+  for name, text in files.items():
+    with open(os.path.join(root, name)) as fh:
+      assert fh.read() == text, name
+
+
+@pytest.mark.parametrize("fresh", [False, True])
+def test_vae_refuses_a_workdir_with_files_it_did_not_write(tmp_path, fresh):
+  workdir = str(tmp_path / "w")
+  files = _user_files(workdir)
+  with pytest.raises(runs.WorkdirError,
+                     match=r"holds files that a vae run did not write "
+                     r"\(notes.txt, sub\).*new or empty workdir"):
+    vae.train_and_evaluate(_vae_tiny(fresh=fresh), workdir)
+  _intact(workdir, files)
+  assert sorted(os.listdir(workdir)) == ["notes.txt", "sub"]
+
+
+def test_toy_and_rl_refuse_foreign_files_in_their_run_folders(tmp_path):
+  toy_dir = str(tmp_path / "toy")
+  files = _user_files(os.path.join(toy_dir, "arsm"))
+  with pytest.raises(runs.WorkdirError, match=r"toy run of arsm did not write"):
+    toy.train_and_evaluate(_toy_tiny(), toy_dir)
+  _intact(os.path.join(toy_dir, "arsm"), files)
+  rl_dir = str(tmp_path / "rl")
+  files = _user_files(os.path.join(rl_dir, "arsm"))
+  with pytest.raises(runs.WorkdirError, match=r"rl run of arsm did not write"):
+    rl.train_and_evaluate(_rl_tiny(), rl_dir)
+  _intact(os.path.join(rl_dir, "arsm"), files)
+  # And at the top of the workdir (a home directory, say).
+  top = str(tmp_path / "home")
+  files = _user_files(top)
+  for task, config in ((toy, _toy_tiny()), (rl, _rl_tiny())):
+    with pytest.raises(runs.WorkdirError, match=r"notes.txt, sub"):
+      task.train_and_evaluate(config, top)
+  _intact(top, files)
+
+
+def test_a_finished_run_is_never_replaced_by_another_experiment(tmp_path):
+  workdir = str(tmp_path / "w")
+  toy.train_and_evaluate(_toy_tiny(), workdir)
+  before = sorted(os.listdir(workdir))
+  with pytest.raises(runs.WorkdirError, match=r"arsm"):
+    vae.train_and_evaluate(_vae_tiny(num_epochs=1), workdir)
+  with pytest.raises(runs.WorkdirError, match=r"holds a toy run; a rl run"):
+    rl.train_and_evaluate(_rl_tiny(), workdir)
+  assert sorted(os.listdir(workdir)) == before
+  assert runs.load_result(os.path.join(workdir, "arsm")) is not None
+
+
+def test_fresh_deletes_only_the_runs_own_files(tmp_path):
+  workdir = str(tmp_path / "w")
+  toy.train_and_evaluate(_toy_tiny(), workdir)
+  logdir = os.path.join(workdir, "arsm")
+  with open(os.path.join(logdir, "notes.txt"), "w") as fh:
+    fh.write("important")
+  toy.train_and_evaluate(_toy_tiny(seed=1, fresh=True), workdir)
+  _intact(logdir, {"notes.txt": "important"})
+  with open(os.path.join(logdir, "config.json")) as fh:
+    assert json.load(fh)["seed"] == 1
+
+
+def test_a_second_run_in_a_workdir_in_use_is_refused(tmp_path):
+  workdir = str(tmp_path / "w")
+  with runs.lock_workdir(workdir):
+    for task, config in ((toy, _toy_tiny()), (rl, _rl_tiny()),
+                         (vae, _vae_tiny(num_epochs=1))):
+      with pytest.raises(runs.WorkdirError,
+                         match=rf"in use by another .*pid {os.getpid()}"):
+        task.train_and_evaluate(config, workdir)
+  assert not os.listdir(workdir)       # nothing ran; the lock is gone
+
+
+def test_the_lock_of_a_killed_run_is_taken_over(tmp_path):
+  workdir = str(tmp_path / "w")
+  child = textwrap.dedent(f"""
+      import os, signal
+      from arsm_jax import runs
+      with runs.lock_workdir({workdir!r}):
+        os.kill(os.getpid(), signal.SIGKILL)
+  """)
+  proc = subprocess.run([sys.executable, "-c", child], cwd=REPO,
+                        env=dict(os.environ, JAX_PLATFORMS="cpu"),
+                        capture_output=True, timeout=120)
+  assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+  assert os.path.exists(os.path.join(workdir, runs.LOCK_FILE))
+  with runs.lock_workdir(workdir):     # the stale lock is no obstacle
+    pass
 
 
 # ----------------------------------------------------------------------------
@@ -259,9 +413,11 @@ def test_vae_resume_from_a_damaged_checkpoint_matches_uninterrupted(
   assert any(r["step"] == 12 for r in _rows(workdir))
   damaged = _damage_newest(os.path.join(workdir, "checkpoints"))
   assert damaged.endswith(os.sep + "10")
+  reported = helpers.record_progress(monkeypatch)
   summary = vae.train_and_evaluate(_vae_tiny(), workdir)
   gc.collect()
   assert sum(damaged in line for line in warnings_log) == 1
+  assert min(step for _, step in reported) == 6, reported
   # Resumed from step 5: the rows of steps <= 5 were kept, later ones redone.
   assert _rows(workdir) == _rows(full_dir)
   for key in ("final_valid_neg_elbo", "final_test_neg_iwae",
@@ -336,9 +492,12 @@ def test_rl_resume_from_a_damaged_checkpoint_matches_uninterrupted(
   # Checkpoints at episodes 2 and 4, then killed after episode 5.
   _run_interrupted(monkeypatch, rl.train_and_evaluate, _rl_tiny(), workdir, 5)
   damaged = _damage_newest(os.path.join(workdir, "arsm", "checkpoints"))
+  reported = helpers.record_progress(monkeypatch)
   out = rl.train_and_evaluate(_rl_tiny(), workdir)
   gc.collect()
   assert sum(damaged in line for line in warnings_log) == 1
+  # Resumed from episode 2 (4 was damaged): episodes 1-2 were not redone.
+  assert min(step for _, step in reported) == 3, reported
   for key, value in full["curves"]["arsm"].items():
     np.testing.assert_array_equal(out["curves"]["arsm"][key], value, key)
   assert _rows(os.path.join(workdir, "arsm")) == _rows(

@@ -14,6 +14,7 @@ from arsm_jax.models import policy as policy_lib
 from arsm_jax.rl import learners
 from arsm_jax.tasks import rl
 from configs import rl as rl_config
+from tests import helpers
 
 # A tabular MDP small enough for exact values by enumeration: states 0, 1, 2
 # and an absorbing terminal state 3, three actions, at most three steps.
@@ -243,7 +244,10 @@ def test_lunarlander_a2c_resumes_like_an_uninterrupted_run(tmp_path,
     with pytest.raises(Interrupted):
       rl.train_and_evaluate(config, resumed)
   assert os.listdir(os.path.join(resumed, "a2c", "checkpoints"))  # episode 2
+  reported = helpers.record_progress(monkeypatch)
   out = rl.train_and_evaluate(config, resumed)["curves"]["a2c"]
+  # Started from the checkpoint of episode 2: episodes 1-2 were not redone.
+  assert [step for _, step in reported] == [3, 4], reported
   full_dir = str(tmp_path / "full")
   full = rl.train_and_evaluate(config, full_dir)["curves"]["a2c"]
   assert out["reward"].shape == out["test_reward"].shape == (4, 2)
@@ -252,6 +256,41 @@ def test_lunarlander_a2c_resumes_like_an_uninterrupted_run(tmp_path,
     np.testing.assert_array_equal(out[key], value, err_msg=key)
   assert runs.read_rows(os.path.join(resumed, "a2c")) == runs.read_rows(
       os.path.join(full_dir, "a2c"))
+
+
+@pytest.mark.slow
+def test_lunarlander_arsm_resumes_at_the_next_seed(tmp_path, monkeypatch):
+  # ARSM on a host simulator runs seeds one after the other and checkpoints
+  # after each: a rerun must skip the finished seeds, not train them again.
+  pytest.importorskip("Box2D")
+  config = rl_config.get_config("lunarlander")
+  config.learner = "arsm"
+  config.num_seeds, config.num_episodes = 3, 2
+  config.max_episode_steps, config.num_workers = 20, 1
+  config.moving_average_window, config.checkpoint_every = 1, 1
+  config.plot = False
+  resumed = str(tmp_path / "resumed")
+
+  class Interrupted(Exception):
+    pass
+
+  def report(self, step, extra=None, force=False):
+    del extra, force
+    if self.name.endswith("seed1") and step == 1:
+      raise Interrupted()
+
+  with monkeypatch.context() as m:
+    m.setattr(rl.writers.ProgressReporter, "__call__", report)
+    with pytest.raises(Interrupted):
+      rl.train_and_evaluate(config, resumed)
+  reported = helpers.record_progress(monkeypatch)
+  out = rl.train_and_evaluate(config, resumed)["curves"]["arsm"]
+  # Seed 0 was checkpointed: only seeds 1 and 2 ran again.
+  assert sorted({name for name, _ in reported}) == [
+      "rl/arsm/seed1", "rl/arsm/seed2"], reported
+  full = rl.train_and_evaluate(config, str(tmp_path / "full"))
+  for key, value in full["curves"]["arsm"].items():
+    np.testing.assert_array_equal(out[key], value, err_msg=key)
 
 
 @pytest.mark.parametrize("field,value,match", [
@@ -301,7 +340,10 @@ def test_train_and_evaluate_tiny_resumes_and_rerun_skips(tmp_path,
   ckpt_dir = os.path.join(workdir, "arsm", "checkpoints")
   assert os.listdir(ckpt_dir)                    # the checkpoint of episode 4
 
+  reported = helpers.record_progress(monkeypatch)
   out = rl.train_and_evaluate(config, workdir)
+  # Started from the checkpoint of episode 4: episodes 1-4 were not redone.
+  assert min(step for _, step in reported) == 5, reported
   summary = out["summary"]["arsm"]
   assert len(summary["episodes_to_solve"]) == config.num_seeds
   assert summary["total_env_steps"] >= summary["total_episode_steps"] > 0

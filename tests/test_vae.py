@@ -16,6 +16,7 @@ from arsm_jax import writers
 from arsm_jax.models import vae as vae_models
 from arsm_jax.tasks import vae
 from configs import vae as vae_config
+from tests import helpers
 from tests import test_objectives
 
 
@@ -400,7 +401,10 @@ def test_resume_after_interrupt_matches_uninterrupted_run(
   assert any(r["step"] == 12 for r in _rows(workdir))
   monkeypatch.setattr(writers.ProgressReporter, "__call__", original)
 
+  reported = helpers.record_progress(monkeypatch)
   summary = vae.train_and_evaluate(_tiny(num_epochs=3), workdir)
+  # It started from the checkpoint of step 10: steps 1-10 were not redone.
+  assert min(step for _, step in reported) == 11, reported
   assert _rows(workdir) == _rows(full_dir)
   for key in ("final_valid_neg_elbo", "final_test_neg_iwae",
               "final_train_neg_elbo", "final_grad_variance"):

@@ -89,6 +89,7 @@ LEARNER_FIELDS = {
     "relax_learning_rate": ("relax",),
 }
 # Fields that may differ between a run and its resumption.
+PLOT_FILE = "rl.png"
 RESUMABLE_FIELDS = ("learner", "checkpoint_every", "num_workers")
 
 
@@ -338,7 +339,7 @@ def _train_vmapped(name, config, logdir, checkpoints, trainer):
 
   def snapshot(states, history, log_var, train_seconds):
     out = {"states": states, "history": history,
-           "train_seconds": np.float32(train_seconds)}
+           "train_seconds": np.asarray(train_seconds, np.float32)}
     if num_measures:    # orbax refuses arrays of size zero
       out["log_grad_variance"] = log_var
     return out
@@ -441,9 +442,10 @@ def _train_host(name, config, logdir, checkpoints):
           history[k][e, s] = info[k]
         progress(e + 1, {"reward": info["reward"]})
       if config.checkpoint_every and s + 1 < num_seeds:
-        checkpoints.save(s + 1, {"history": history,
-                                 "seeds_done": np.int32(s + 1),
-                                 "train_seconds": np.float32(train_seconds)})
+        checkpoints.save(s + 1, {
+            "history": history,
+            "seeds_done": np.asarray(s + 1, np.int32),
+            "train_seconds": np.asarray(train_seconds, np.float32)})
   finally:
     trainer.close()
   window = config.moving_average_window
@@ -544,7 +546,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     also written to ``workdir/summary.json`` and the figure to ``rl.png``.
   """
   names = validate_config(config)
-  os.makedirs(workdir, exist_ok=True)
+  with runs.lock_workdir(workdir, what="rl run"):
+    runs.check_workdir(workdir, extra=learners_lib.LEARNERS + (PLOT_FILE,),
+                       what="rl run")
+    return _train_and_evaluate(config, workdir, names)
+
+
+def _train_and_evaluate(config, workdir, names) -> dict[str, Any]:
+  """:func:`train_and_evaluate` once it holds the workdir."""
   results = {name: run_learner(name, config, workdir) for name in names}
   curve_keys = ("reward", "length", "num_rollouts", "env_steps",
                 "moving_average", "variance_episode", "log_grad_variance",
@@ -562,5 +571,5 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   if config.plot:
     from arsm_jax import plotting  # pylint: disable=g-import-not-at-top
     plotting.plot_rl(results, config, solved_threshold(config),
-                     os.path.join(workdir, "rl.png"), LOG_VARIANCE_FLOOR)
+                     os.path.join(workdir, PLOT_FILE), LOG_VARIANCE_FLOOR)
   return {"summary": summary, "curves": curves}

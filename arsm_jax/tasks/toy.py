@@ -43,6 +43,8 @@ from arsm_jax import estimators
 from arsm_jax import runs
 from arsm_jax import writers
 
+PLOT_FILE = "toy.png"
+
 Array = jax.Array
 
 
@@ -159,8 +161,8 @@ def run_estimator(name: str, config, workdir: str) -> dict[str, Any]:
   if saved is not None:
     logging.info("toy: %s already done in %s; loading it.", name, logdir)
     return saved
-  # Only metrics of a run killed before it finished can be left: they go.
-  runs.clear(logdir)
+  # Only the files of a run killed before it finished can be left: they go.
+  runs.remove_run_files(logdir)
 
   est = estimators.get(name, **_settings(config, name))
   run = jax.jit(make_run(est, config))
@@ -215,7 +217,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     ``workdir/summary.json`` and the figure to ``toy.png``.
   """
   names = validate_config(config)
-  os.makedirs(workdir, exist_ok=True)
+  with runs.lock_workdir(workdir, what="toy run"):
+    runs.check_workdir(workdir, extra=(*estimators.names(), PLOT_FILE),
+                       what="toy run")
+    return _train_and_evaluate(config, workdir, names)
+
+
+def _train_and_evaluate(config, workdir, names) -> dict[str, Any]:
+  """:func:`train_and_evaluate` once it holds the workdir."""
   results = {name: run_estimator(name, config, workdir) for name in names}
   curve_keys = ("expected_reward", "prob_last", "grad_variance")
   summary = {
@@ -234,5 +243,5 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   curves = {name: {k: results[name][k] for k in curve_keys} for name in names}
   if config.plot:
     from arsm_jax import plotting  # pylint: disable=g-import-not-at-top
-    plotting.plot_toy(curves, config, best, os.path.join(workdir, "toy.png"))
+    plotting.plot_toy(curves, config, best, os.path.join(workdir, PLOT_FILE))
   return {"summary": summary, "curves": curves, "optimum": best}

@@ -325,6 +325,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     The summary also written to ``workdir/summary.json``.
   """
   est = validate_config(config)
+  with runs.lock_workdir(workdir, what="vae run"):
+    return _train_and_evaluate(config, workdir, splits, est)
+
+
+def _train_and_evaluate(config, workdir, splits, est) -> dict[str, Any]:
+  """:func:`train_and_evaluate` once it holds the workdir."""
   current = runs.config_json(config)
   main = parallel.is_main_process()
   # Several processes: process 0 alone checks (and, fresh, empties) the
