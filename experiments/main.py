@@ -112,8 +112,13 @@ def main(argv):
 
 if __name__ == "__main__":
   _started = []
+
+  def _main(argv):
+    _started.append(True)
+    return main(argv)
+
   try:
-    app.run(lambda argv: (_started.append(True), main(argv)))
+    app.run(_main)
   except AttributeError as e:
     # Raised while the flags are parsed (before main): an unknown field.
     message = None if _started else unknown_field_message(e, sys.argv)
