@@ -140,6 +140,30 @@ def test_estimator_settings_errors_name_the_allowed_ones():
     config.estimator_settings.num_sample = 4   # no estimator has it
 
 
+@pytest.mark.parametrize("overrides,settings", [
+    (["estimator=relax", "estimator_settings.hidden_sizes=(20,20)",
+      "estimator_settings.include_f=True", "estimator_settings.temperature=1"],
+     {"hidden_sizes": (20, 20), "include_f": True, "temperature": 1.0}),
+    (["estimator=arsm", "estimator_settings.eval_batch_size=64"],
+     {"eval_batch_size": 64}),
+    (["estimator=unordered_set", "estimator_settings.num_samples=3"],
+     {"num_samples": 3}),
+])
+def test_command_line_overrides_parse_each_setting_type(overrides, settings,
+                                                       monkeypatch):
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
+  values = flags.FlagValues()
+  config_flags.DEFINE_config_file("config", None, "", flag_values=values,
+                                  lock_config=True)
+  argv = (["main.py", f"--config={REPO}/configs/vae.py:tiny"]
+          + [f"--config.{o}" for o in overrides])
+  monkeypatch.setattr(sys, "argv", argv)   # config_flags reads it
+  values(argv)
+  est = vae.validate_config(values.config)
+  assert est.kwargs == settings
+
+
 def test_launcher_sets_any_estimator_setting(tmp_path):
   proc = _launch("--config=configs/vae.py:tiny", f"--workdir={tmp_path}",
                  "--config.estimator=reinforce_loo",
