@@ -138,3 +138,53 @@ def multiple_of(config, field: str, of_field: str) -> None:
   value, of = config[field], config[of_field]
   if value % of:
     raise fail(field, value, f"a multiple of {of_field} ({of})")
+
+
+# ----------------------------------------------------------------------------
+# Estimator settings in a config.
+
+
+def _setting_type(default: Any) -> type:
+  """The ml_collections field type of a setting with this default."""
+  for t in (bool, int, float, str):   # bool before int: True is an int
+    if isinstance(default, t):
+      return t
+  if isinstance(default, (tuple, list)):
+    return tuple
+  return object   # None or no default: any literal (--...=64, =None)
+
+
+def estimator_settings_fields():
+  """An ``ml_collections.ConfigDict`` declaring every registered setting.
+
+  One unset field (``ml_collections`` placeholder, value ``None``) per
+  setting name of any registered estimator (``num_samples``,
+  ``temperature``, ``eval_batch_size``, ...), typed from its default, so a
+  locked config accepts ``--config.estimator_settings.num_samples=4`` for
+  whichever estimator ``config.estimator`` names, while a name no estimator
+  has (``--config.estimator_settings.num_sample=4``) is still an error.
+  :func:`estimator_settings` returns the fields that are set; a set one
+  that the chosen estimator does not take is an error naming the ones it
+  does (``estimators.get``).
+  """
+  from ml_collections import config_dict  # pylint: disable=g-import-not-at-top
+  from arsm_jax import estimators  # pylint: disable=g-import-not-at-top
+  types: dict[str, type] = {}
+  for info in estimators.info().values():
+    for name, default in info.settings.items():
+      t = _setting_type(default)
+      types[name] = t if types.get(name, t) is t else object
+  return config_dict.ConfigDict(
+      {name: config_dict.placeholder(types[name]) for name in sorted(types)})
+
+
+def estimator_settings(settings) -> dict[str, Any]:
+  """The settings that are set (not ``None``) in ``settings``, as a dict.
+
+  ``settings`` is ``config.estimator_settings``: a ConfigDict of
+  :func:`estimator_settings_fields` or of the settings themselves; an unset
+  field means the estimator's default.
+  """
+  as_dict = settings.to_dict() if hasattr(settings, "to_dict") else dict(
+      settings)
+  return {k: v for k, v in as_dict.items() if v is not None}

@@ -142,6 +142,131 @@ def _decode(source, num: int) -> np.ndarray:
   return out
 
 
+def _read_cache(path: str) -> Optional[np.ndarray]:
+  """The decoded images in ``path``, or ``None`` (the file then deleted).
+
+  A cache cut short (a full disk, a killed copy) or holding anything but
+  ``uint8 [N, 784]`` is reported in a warning and removed, so the images
+  are decoded again and the cache rewritten instead of failing every run.
+  """
+  try:
+    images = np.load(path)
+  except (OSError, ValueError, EOFError) as e:
+    problem = f"{type(e).__name__}: {' '.join(str(e).split())}"
+  else:
+    if (isinstance(images, np.ndarray) and images.dtype == np.uint8
+        and images.ndim == 2 and images.shape[1] == NUM_PIXELS):
+      return images
+    problem = (f"it holds {getattr(images, 'dtype', type(images).__name__)} "
+               f"{getattr(images, 'shape', '')}, not uint8 [N, {NUM_PIXELS}]")
+  logging.warning("data: the decoded image cache %s is damaged (%s); "
+                  "decoding the images again and rewriting it.", path, problem)
+  try:
+    os.remove(path)
+  except OSError:
+    pass
+  return None
+
+
+def _versions(root: str, name: str) -> list[str]:
+  """The prepared versions of ``root/name`` (folders with a dataset_info.json),
+  oldest first."""
+  top = os.path.join(root, name)
+  found = [v for v in os.listdir(top)
+           if os.path.isfile(os.path.join(top, v, "dataset_info.json"))]
+
+  def order(v):
+    return [int(p) if p.isdigit() else -1 for p in v.split(".")]
+
+  return sorted(found, key=order)
+
+
+def _unprepared(root: str, name: str) -> Optional[str]:
+  """Why ``root/name`` holds no prepared dataset, or ``None`` if it does."""
+  top = os.path.join(root, name)
+  if _versions(root, name):
+    return None
+  held = sorted(os.listdir(top))
+  return (f"The TFDS folder {top} holds no prepared {name} (no "
+          "<version>/dataset_info.json; it "
+          + (f"holds only {', '.join(held[:5])}" if held else "is empty")
+          + "): it was not prepared, or not completely. Delete it, or point "
+          "--config.data_dir (or $TFDS_DATA_DIR) at a folder holding a "
+          "prepared dataset, e.g. ../shared/tfds from the repository root; "
+          "to prepare one on a machine with internet access: python -c "
+          "\"import tensorflow_datasets as tfds; tfds.data_source("
+          f"'{name}', data_dir='DIR', download=True)\".")
+
+
+def _split_files(folder: str, split: str) -> list[tuple[str, int]]:
+  """``(file, records)`` of each shard ``dataset_info.json`` lists for split."""
+  import json  # pylint: disable=g-import-not-at-top
+  with open(os.path.join(folder, "dataset_info.json")) as fh:
+    info = json.load(fh)
+  fmt = info.get("fileFormat", "array_record")
+  for entry in info.get("splits", []):
+    if entry.get("name") == split:
+      lengths = [int(n) for n in entry.get("shardLengths", [])]
+      template = entry.get("filepathTemplate",
+                           "{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_X_OF_Y}")
+      return [(template.replace("{DATASET}", info.get("name", ""))
+               .replace("{SPLIT}", split).replace("{FILEFORMAT}", fmt)
+               .replace("{SHARD_X_OF_Y}", f"{i:05d}-of-{len(lengths):05d}"),
+               n) for i, n in enumerate(lengths)]
+  return []
+
+
+def _damaged(path: str, records: int) -> Optional[str]:
+  """Why the array_record file ``path`` cannot be read, or ``None``."""
+  try:
+    from array_record.python import array_record_module  # pylint: disable=g-import-not-at-top
+    reader = array_record_module.ArrayRecordReader(path)
+    try:
+      found = reader.num_records()
+      if found != records:
+        return f"{found} records where dataset_info.json lists {records}"
+      reader.read([0, found - 1])
+    finally:
+      reader.close()
+  except Exception as e:  # pylint: disable=broad-except
+    return f"{type(e).__name__}: {' '.join(str(e).split())[:200]}"
+  return None
+
+
+def _unreadable_split(root: str, name: str, split: str,
+                      error: Exception) -> Exception:
+  """The error for a split TFDS could not read, naming the file at fault."""
+  why = f"{type(error).__name__}: {' '.join(str(error).split())[:300]}"
+  fix = (f"Restore the file, or prepare {name} again in a new folder: "
+         "python -c \"import tensorflow_datasets as tfds; tfds.data_source("
+         f"'{name}', data_dir='DIR', download=True)\" on a machine with "
+         "internet access, then --config.data_dir=DIR.")
+  try:
+    folder = os.path.join(root, name, _versions(root, name)[-1])
+    files = _split_files(folder, split)
+  except (IndexError, OSError, ValueError):
+    files, folder = [], os.path.join(root, name)
+  missing = [f for f, _ in files if not os.path.exists(os.path.join(folder, f))]
+  if missing:
+    present = sorted(f for f in os.listdir(folder)
+                     if f.startswith(f"{name}-{split}."))
+    return FileNotFoundError(
+        f"The {name} {split} split under {folder} needs "
+        f"{', '.join(missing)}, which is missing (renamed or deleted?); the "
+        f"folder has {', '.join(present) or 'no file of that split'}. {fix} "
+        f"({why})")
+  damaged = [(f, d) for f, n in files
+             if (d := _damaged(os.path.join(folder, f), n))]
+  if damaged:
+    return ValueError(
+        f"The {name} {split} split under {folder} cannot be read: "
+        + "; ".join(f"{os.path.join(folder, f)} is truncated or damaged ({d})"
+                    for f, d in damaged) + f". {fix}")
+  return ValueError(
+      f"The {name} {split} split under {folder} cannot be read from "
+      f"{', '.join(f for f, _ in files) or 'its files'}: {why}. {fix}")
+
+
 def load_split(name: str, split: str, data_dir: Optional[str] = None,
                cache_dir: Optional[str] = "") -> np.ndarray:
   """All images of one TFDS split as ``uint8 [N, 784]``.
@@ -165,22 +290,30 @@ def load_split(name: str, split: str, data_dir: Optional[str] = None,
   if cache_dir is not None:
     cache_dir = cache_dir or _default_cache_dir()
     cache_path = os.path.join(cache_dir, f"{name}-{split}-{tag}.npy")
+  images = None
   if cache_path and os.path.exists(cache_path):
-    images = np.load(cache_path)
-    logging.info("data: %s/%s from cache %s", name, split, cache_path)
-  else:
+    images = _read_cache(cache_path)
+    if images is not None:
+      logging.info("data: %s/%s from cache %s", name, split, cache_path)
+  if images is None:
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
     try:
       sources = tfds.data_source(name, data_dir=root, download=False)
     except Exception as e:  # Re-raised with where we looked; cause chained.
+      unprepared = _unprepared(root, name)
+      if unprepared:
+        raise FileNotFoundError(unprepared) from e
       raise FileNotFoundError(
           f"Could not open TFDS dataset {name!r} under {root}: "
           f"{type(e).__name__}: {e}") from e
     if split not in sources:
       raise ValueError(f"Dataset {name!r} has no split {split!r}; it has "
                        f"{sorted(sources)}.")
-    source = sources[split]
-    images = _decode(source, len(source))
+    try:
+      source = sources[split]
+      images = _decode(source, len(source))
+    except Exception as e:  # A file missing or damaged: which one, and why.
+      raise _unreadable_split(root, name, split, e) from e
     logging.info("data: decoded %d %s/%s images from %s", len(images), name,
                  split, root)
     if cache_path:

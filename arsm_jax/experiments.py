@@ -79,7 +79,10 @@ def get_config(spec: str) -> Any:
 
   Returns:
     The ``ml_collections.ConfigDict`` that the config file's
-    ``get_config(preset)`` returns (unlocked: change fields freely).
+    ``get_config(preset)`` returns, locked as on the command line: change
+    its fields freely, but a field it does not have (``config.num_epoch =
+    3``) is an ``AttributeError`` naming it and its close matches (``with
+    config.unlocked():`` adds one on purpose).
 
   Raises:
     ValueError: for an unknown experiment or preset.
@@ -91,7 +94,10 @@ def get_config(spec: str) -> Any:
   else:
     path = config_path(name)
   module = load_config_module(path)
-  return module.get_config(preset) if sep else module.get_config()
+  config = module.get_config(preset) if sep else module.get_config()
+  if hasattr(config, "lock") and not config.is_locked:
+    config.lock()   # A config file of one's own that did not lock it.
+  return config
 
 
 def train_and_evaluate(config, workdir: str):

@@ -266,8 +266,7 @@ def check_config(logdir: str, current: Mapping[str, Any], *,
     # Only metrics of a run killed before its first checkpoint.
     remove_run_files(logdir, extra)
     return
-  with open(path) as fh:
-    saved = json.load(fh)
+  saved = writers.read_json(path, f"config of the {what}")
   saved = {**(added_fields or {}), **saved}
   kind = saved.get("experiment")
   if kind and current.get("experiment") not in (None, kind):
@@ -310,8 +309,7 @@ def load_result(logdir: str) -> Optional[dict[str, Any]]:
   path = os.path.join(logdir, RESULT_FILE)
   if not os.path.exists(path):
     return None
-  with open(path) as fh:
-    result = json.load(fh)
+  result = writers.read_json(path, "result")
   with np.load(os.path.join(logdir, CURVES_FILE)) as arrays:
     result.update({k: arrays[k] for k in arrays.files})
   return result

@@ -195,6 +195,38 @@ def atomic_write(path: str, write: Callable[[Any], None], mode: str) -> None:
     raise
 
 
+def read_json(path: str, what: str = "", fix: str = "") -> dict[str, Any]:
+  """The JSON object in ``path``; a damaged file is one clear ``ValueError``.
+
+  Args:
+    path: the file (``config.json``, ``result.json``, ``summary.json``...).
+    what: what the file is, for the message (default: its name).
+    fix: what to do about a damaged file (a default is given).
+
+  Raises:
+    FileNotFoundError: ``path`` does not exist.
+    ValueError: ``path`` is not valid UTF-8 JSON (a file cut short by a
+      full disk, or edited by hand) or holds something other than an object;
+      the message names the file, where it breaks and what to do.
+  """
+  what = what or os.path.basename(path)
+  fix = fix or ("Restore it, or move it (or its folder) aside to start that "
+                "run again; or use a new workdir.")
+  try:
+    with open(path, encoding="utf-8") as fh:
+      obj = json.load(fh)
+  except json.JSONDecodeError as e:
+    problem = f"not valid JSON ({e.msg} at line {e.lineno} column {e.colno})"
+  except UnicodeDecodeError as e:
+    problem = f"not text ({e.reason} at byte {e.start})"
+  else:
+    if isinstance(obj, dict):
+      return obj
+    problem = f"a JSON {type(obj).__name__}, not an object"
+  raise ValueError(f"The {what} {path} ({os.path.getsize(path)} bytes) is "
+                   f"damaged: it is {problem}. {fix}")
+
+
 def write_json(path: str, obj: Any) -> None:
   """Writes ``obj`` as JSON atomically (temporary file, then rename)."""
   atomic_write(path, lambda fh: json.dump(

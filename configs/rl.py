@@ -136,4 +136,6 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
         "cartpole_a2c, cartpole_relax, cartpole_authors, acrobot, "
         "acrobot_arsm, acrobot_a2c, acrobot_relax, acrobot_authors, "
         "lunarlander, tiny.")
-  return config
+  # Locked: a mistyped field (config.num_episode = 5) is an error naming it
+  # and its close matches, as on the command line.
+  return config.lock()

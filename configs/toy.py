@@ -61,4 +61,11 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
     config.num_iterations = 500
   elif preset:
     raise ValueError(f"Unknown toy preset {preset!r}; known: 'quick'.")
+  # Locked: a mistyped field (config.num_iteration = 5) is an error naming it
+  # and its close matches, as on the command line. The two maps keyed by
+  # estimator name stay open for other estimators (validate_config checks
+  # their keys; each estimator's settings are checked by estimators.get).
+  config.lock()
+  config.learning_rates.unlock()
+  config.estimator_settings.unlock()
   return config

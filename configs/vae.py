@@ -34,6 +34,8 @@ import os
 
 import ml_collections
 
+from arsm_jax import config_checks
+
 # Presets that only change the estimator (and its usual learning rate).
 # The authors used 3e-4 for ARSM and 1e-4 for every other estimator.
 _ESTIMATOR_PRESETS = {
@@ -98,8 +100,12 @@ def get_config(preset: str = "arsm_nonlinear") -> ml_collections.ConfigDict:
   # arsm_jax.estimators.names())"); relaxed ones train the decoder on the
   # relaxed sample, RELAX trains its control variate alongside.
   config.estimator = "arsm"
-  # Keyword settings for estimators.get(estimator, **settings).
-  config.estimator_settings = ml_collections.ConfigDict()
+  # Keyword settings for estimators.get(estimator, **settings): one unset
+  # (None) field per setting of any registered estimator, so that any of
+  # them can be set (--config.estimator_settings.num_samples=4); unset ones
+  # take the estimator's default, and a set one the estimator does not take
+  # is an error listing those it does.
+  config.estimator_settings = config_checks.estimator_settings_fields()
   # Draws of a multi-sample estimator (reinforce_loo, *_multi) that carry the
   # decoder's gradient; 0 = all of them. 1 gives the decoder the same
   # one-sample gradient ARSM gives it, at ARSM's cost per step.
@@ -194,7 +200,9 @@ def get_config(preset: str = "arsm_nonlinear") -> ml_collections.ConfigDict:
         f"Unknown vae preset {preset!r}; known: arsm_nonlinear, arsm_linear, "
         f"arsm_two_layer, {', '.join(_ESTIMATOR_PRESETS)}, st_gumbel_learned, "
         "tiny.")
-  return config
+  # Locked: a mistyped field (config.num_epoch = 3) is an error naming it
+  # and its close matches, as on the command line.
+  return config.lock()
 
 
 def sweep(add):

@@ -14,7 +14,9 @@ Without the ``[experiments]`` extra (or ``[lunarlander]`` for LunarLander)
 the launcher stops with one line naming the extra to install.
 """
 
+import difflib
 import logging as std_logging
+import sys
 
 try:
   from absl import app
@@ -49,9 +51,48 @@ def quiet_backend_probe() -> None:
   std_logging.getLogger("jax._src.xla_bridge").setLevel(std_logging.WARNING)
 
 
+def unknown_field_message(error: Exception, argv) -> "str | None":
+  """One line for an override of a field the config lacks (else None).
+
+  ml_collections stops such an override (``--config.num_epoch=3``) with an
+  ``AttributeError`` naming only the field; this names the flag, the close
+  matches and, in a small group such as ``estimator_settings``, every field.
+  """
+  arg = error.args[0] if error.args else ""
+  if isinstance(arg, KeyError) and arg.args:
+    arg = arg.args[0]       # ml_collections wraps the KeyError of the lookup
+  name = str(arg).split("\n")[0].strip("\"'")
+  spec = next((a.split("=", 1)[1] for a in argv
+               if a.startswith("--config=")), None)
+  paths = [a[2:].split("=", 1)[0] for a in argv if a.startswith("--config.")]
+  path = next((p for p in paths if p.split(".")[-1] == name), None)
+  if spec is None or path is None:
+    return None
+  try:
+    from arsm_jax import experiments  # pylint: disable=g-import-not-at-top
+    node = experiments.get_config(spec)
+    for part in path.split(".")[1:-1]:
+      node = node[part]
+    known = sorted(node.keys())
+  except Exception:  # pylint: disable=broad-except
+    return None
+  close = difflib.get_close_matches(name, known, n=3)
+  where = ".".join(path.split(".")[:-1])
+  message = f"--{path}: {where} has no field {name!r}"
+  if close:
+    message += f"; did you mean {' or '.join(close)}?"
+  if len(known) <= 20:
+    message += f"{'' if close else '.'} Its fields: {', '.join(known)}."
+  return message
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  if not _WORKDIR.value.strip():
+    raise SystemExit("--workdir is empty; pass the folder for the run's "
+                     "files, e.g. --workdir=runs/vae (it is created if "
+                     "missing; rerunning with it resumes).")
   quiet_backend_probe()
   config = flags.FLAGS.config
   try:
@@ -74,4 +115,17 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  _started = []
+
+  def _main(argv):
+    _started.append(True)
+    return main(argv)
+
+  try:
+    app.run(_main)
+  except AttributeError as e:
+    # Raised while the flags are parsed (before main): an unknown field.
+    message = None if _started else unknown_field_message(e, sys.argv)
+    if message is None:
+      raise
+    raise SystemExit(message) from None

@@ -69,6 +69,7 @@ import dataclasses
 import functools
 import inspect
 import numbers
+import os
 from typing import Any, Callable, Mapping, NamedTuple, Optional
 
 import jax
@@ -366,6 +367,56 @@ def check_int(value, setting: str, who: str, *, minimum: int = 1,
     raise ValueError(f"{who}: {setting} must be an integer >= {minimum}"
                      f"{' or None' if allow_none else ''}; got {value!r}.")
   return int(value)
+
+
+def device_memory_bytes() -> Optional[int]:
+  """Memory of one device: an accelerator's ``bytes_limit``, else host RAM.
+
+  ``None`` when neither can be found out.
+  """
+  try:
+    stats = jax.local_devices()[0].memory_stats()
+  except Exception:  # pylint: disable=broad-except
+    stats = None
+  if stats and stats.get("bytes_limit"):
+    return int(stats["bytes_limit"])
+  try:
+    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+  except (AttributeError, OSError, ValueError):
+    return None
+
+
+def _gib(num_bytes: float) -> str:
+  return f"{num_bytes / 2**30:,.1f} GiB"
+
+
+def check_memory(who: str, setting: str, value: int, bytes_each: float,
+                 what: str, limit: Optional[int] = None) -> None:
+  """Refuses a count ``setting`` whose arrays cannot fit in a device's memory.
+
+  Args:
+    who: named first in the message (an estimator, ``config.estimator``...).
+    setting: the count setting (``num_samples``).
+    value: its value.
+    bytes_each: bytes that one unit of it needs at least (one sample's
+      arrays), so that ``value * bytes_each`` is a lower bound of the memory.
+    what: what the memory is for (``"the samples of one draw"``).
+    limit: the memory available; default :func:`device_memory_bytes`.
+
+  Raises:
+    ValueError: ``value * bytes_each`` exceeds ``limit``; the message gives
+      both and the largest value that would fit.
+  """
+  limit = device_memory_bytes() if limit is None else limit
+  needed = float(value) * float(bytes_each)
+  if not limit or needed <= limit:
+    return
+  platform = jax.local_devices()[0].platform
+  raise ValueError(
+      f"{who}: {setting}={value} needs at least {_gib(needed)} for {what} "
+      f"({value} x {bytes_each:,.0f} bytes), more than the {_gib(limit)} of "
+      f"memory of one {platform} device; lower {setting} (at most about "
+      f"{int(limit // bytes_each):,} fit).")
 
 
 def check_bool(value, setting: str, who: str) -> bool:

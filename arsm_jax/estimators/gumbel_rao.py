@@ -100,6 +100,11 @@ def gumbel_rao(key, logits: Array, f: base.Objective, *,
   relaxed.check_differentiable(f, logits, "gumbel_rao")
   dtype = logits.dtype
   num_cats = logits.shape[1]
+  # The M relaxations are [M, K, C] arrays (several at once: e, log e, the
+  # perturbed logits, y): refused at trace time when they cannot fit.
+  base.check_memory("gumbel_rao", "num_samples", m,
+                    4 * logits.size * jnp.dtype(dtype).itemsize,
+                    "the relaxations of one draw")
   key_hard, key_cond = jax.random.split(key)
   hard_idx = jax.random.categorical(key_hard, logits, axis=-1)  # [K]
   hard = jax.nn.one_hot(hard_idx, num_cats, dtype=dtype)        # [K, C]

@@ -53,6 +53,12 @@ def reinforce_loo(key, logits: Array, f: base.Objective, *,
   n = check_count(num_samples, "num_samples", "reinforce_loo", 2)
   dtype = logits.dtype
   num_dims, num_cats = logits.shape
+  # Each draw holds [n, K] categories and [n, K, C] one-hots and scores (at
+  # least; f's own evaluations come on top): refused at trace time when
+  # that alone cannot fit, instead of failing to allocate at run time.
+  base.check_memory("reinforce_loo", "num_samples", n,
+                    num_dims * (4 + 2 * num_cats * jnp.dtype(dtype).itemsize),
+                    "the samples of one draw")
   z = jax.random.categorical(key, logits, axis=-1, shape=(n, num_dims))  # [n, K]
   onehots = jax.nn.one_hot(z, num_cats, dtype=dtype)         # [n, K, C]
   values = base.evaluate_many(f, onehots, dtype)             # [n]

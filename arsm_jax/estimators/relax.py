@@ -257,6 +257,23 @@ def _relaxed_sample(z: Array, log_tau: Array, masked: Array) -> Array:
   return jax.nn.softmax(scaled, axis=-1)
 
 
+def _check_state(state, logits: Array) -> None:
+  """Checks that ``state`` is a RelaxState made for logits of this size."""
+  try:
+    size = state.params["net"][0]["w"].shape[0]
+  except (AttributeError, IndexError, KeyError, TypeError):
+    raise ValueError(
+        "relax: state must be the RelaxState of est.init(key, logits) (or "
+        f"the state a previous draw returned); got {type(state).__name__}."
+    ) from None
+  if size != logits.size:
+    raise ValueError(
+        f"relax: the state was made for logits of {size} entries (K * C), "
+        f"but these logits have shape {tuple(logits.shape)} ({logits.size} "
+        "entries); make the state with est.init(key, logits) for logits of "
+        "this shape.")
+
+
 def relax(key, logits: Array, f: base.Objective, *, state: RelaxState,
           hidden_sizes: Sequence[int] = (10, 10), temperature: float = 0.5,
           cv_learning_rate: float = 1e-3, learn_temperature: bool = True,
@@ -285,6 +302,7 @@ def relax(key, logits: Array, f: base.Objective, *, state: RelaxState,
     1 (3 with ``include_f``) and ``state`` the updated :class:`RelaxState`.
   """
   del temperature  # The state holds the (learned) temperature.
+  _check_state(state, logits)
   _check_flag(learn_temperature, "learn_temperature")
   if _check_flag(include_f, "include_f"):
     relaxed.check_differentiable(f, logits, "relax with include_f=True")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 from types import ModuleType
 
 TASKS = {
@@ -108,6 +109,16 @@ def get(name: str) -> ModuleType:
     raise
 
 
+def check_workdir(workdir) -> str:
+  """Returns ``workdir``; an empty one (``--workdir=``) is a ``ValueError``."""
+  if not isinstance(workdir, (str, os.PathLike)) or not str(workdir).strip():
+    raise ValueError(
+        f"workdir is {workdir!r}; pass the folder for the run's files, e.g. "
+        "'runs/vae' (it is created if missing; rerunning with it resumes).")
+  return os.fspath(workdir)
+
+
 def train_and_evaluate(config, workdir: str):
   """Runs ``config.experiment`` with ``config``, writing into ``workdir``."""
+  workdir = check_workdir(workdir)
   return get(config.experiment).train_and_evaluate(config, workdir)

@@ -537,9 +537,48 @@ def run_learner(name: str, config, workdir: str) -> dict[str, Any]:
   return result
 
 
+def finished_learners(config, workdir: str,
+                      skip=()) -> dict[str, dict[str, Any]]:
+  """The learners (not in ``skip``) finished in ``workdir`` under ``config``.
+
+  A learner's saved run counts when its ``result.json`` is there and its
+  ``config.json`` is :func:`run_identity` of ``config`` (up to
+  ``RESUMABLE_FIELDS``): the run this config would make. One made with
+  another config is left out, with a log line naming the differing fields.
+
+  Returns:
+    ``{name: result with curves}`` (:func:`runs.load_result`), in
+    ``learners.LEARNERS`` order.
+  """
+  out = {}
+  for name in learners_lib.LEARNERS:
+    logdir = os.path.join(workdir, name)
+    config_path = os.path.join(logdir, runs.CONFIG_FILE)
+    if (name in skip
+        or not os.path.exists(os.path.join(logdir, runs.RESULT_FILE))
+        or not os.path.exists(config_path)):
+      continue
+    saved = writers.read_json(config_path, f"config of the rl run of {name}")
+    diff = runs.differences(runs.identity(saved, RESUMABLE_FIELDS),
+                            runs.identity(run_identity(config, name),
+                                          RESUMABLE_FIELDS))
+    if diff:
+      logging.info("rl: the finished %s run in %s has another config (%s); "
+                   "it is left out of summary.json.", name, logdir,
+                   ", ".join(k for k, _, _ in diff))
+      continue
+    out[name] = runs.load_result(logdir)
+  return out
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict,
                        workdir: str) -> dict[str, Any]:
   """Runs every learner in ``config.learner`` on ``config.env``.
+
+  The summary, curves and figure also cover the learners that an earlier
+  command finished in ``workdir`` under the same config
+  (:func:`finished_learners`): ``--config.learner=arsm`` after a run of
+  ``arsm,a2c`` reports both.
 
   Returns:
     ``{"summary": {name: {...}}, "curves": {name: {...}}}``; the summary is
@@ -555,6 +594,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
 def _train_and_evaluate(config, workdir, names) -> dict[str, Any]:
   """:func:`train_and_evaluate` once it holds the workdir."""
   results = {name: run_learner(name, config, workdir) for name in names}
+  results.update(finished_learners(config, workdir, skip=names))
   curve_keys = ("reward", "length", "num_rollouts", "env_steps",
                 "moving_average", "variance_episode", "log_grad_variance",
                 "entropy", "eligible_fraction")

@@ -72,11 +72,12 @@ def validate_config(config) -> list[str]:
   checks.multiple_of(config, "num_iterations", "variance_every")
   checks.positive_number(config, "learning_rate")
   names = checks.names(config, "estimators", estimators.names(), "estimator")
-  for name in config.learning_rates:
-    if name not in estimators.names():
-      raise ValueError(f"Unknown estimator {name!r}; allowed: "
-                       f"{', '.join(estimators.names())} "
-                       "(config.learning_rates).")
+  for field in ("learning_rates", "estimator_settings"):
+    for name in config[field]:
+      if name not in estimators.names():
+        raise ValueError(f"Unknown estimator {name!r}; allowed: "
+                         f"{', '.join(estimators.names())} "
+                         f"(config.{field}).")
   return names
 
 

@@ -97,6 +97,13 @@ def validate_config(config) -> estimators.Estimator:
   for field in ("variance_every_steps", "checkpoint_every_steps", "seed",
                 "num_devices", "decoder_samples"):
     checks.integer(config, field, low=0)
+  available = jax.device_count()
+  if config.num_devices > available:
+    raise ValueError(
+        f"config.num_devices={config.num_devices}, but JAX sees only "
+        f"{available} device{'s' if available > 1 else ''} "
+        f"({jax.devices()[0].platform}); use 0 (every device) or at most "
+        f"{available}.")
   num_devices = config.num_devices or jax.device_count()
   if config.batch_size % num_devices:
     raise checks.fail("batch_size", config.batch_size,
@@ -115,10 +122,22 @@ def validate_config(config) -> estimators.Estimator:
       raise checks.fail("synthetic_sizes", sizes, "three positive ints "
                         "(train, validation, test)")
     checks.integer(config, "synthetic_pixels", low=1)
+    if config.validation_split != "last":
+      # Its validation images are drawn as such (synthetic_sizes); there is
+      # no original file order to split.
+      raise ValueError(
+          f"config.validation_split={config.validation_split!r} applies to "
+          f"the TFDS datasets ({', '.join(data_lib.DATASETS)}); "
+          "dataset='synthetic' draws its own validation images "
+          "(config.synthetic_sizes). Leave validation_split='last' (the "
+          "default) or choose a TFDS dataset.")
 
   checks.choice(config, "estimator", estimators.names(), label="registered")
-  est = estimators.get(config.estimator,
-                       **dict(config.estimator_settings.to_dict()))
+  try:
+    est = estimators.get(config.estimator, **_estimator_settings(config))
+  except ValueError as e:
+    raise ValueError(f"{e} (config.estimator_settings)") from None
+  _check_step_memory(config, est, num_devices)
   if (config.estimator == "exact"
       and config.num_categories**config.num_latents > _MAX_EXACT_STATES):
     raise ValueError(
@@ -136,6 +155,49 @@ def validate_config(config) -> estimators.Estimator:
         "models (nonlinear, linear); got estimator "
         f"{config.estimator!r}, model {config.model!r}.")
   return est
+
+
+def _check_step_memory(config, est, num_devices: int) -> None:
+  """Refuses a sample count whose training step cannot fit in memory.
+
+  ``reinforce_loo`` runs the decoder on each of its ``num_samples`` samples
+  of every image at once, and ``gumbel_rao`` holds ``num_samples``
+  relaxations ``[K, C]`` of every image: a lower bound of a device's share
+  of a step above its memory is refused before anything is loaded.
+  """
+  if est.name not in ("reinforce_loo", "gumbel_rao"):
+    return
+  num = est.kwargs.get("num_samples",
+                       estimators.info()[est.name].settings["num_samples"])
+  images = -(-config.batch_size // num_devices)
+  latent = config.num_latents * config.num_categories
+  if est.name == "reinforce_loo":
+    # float32 pixel logits and hidden units of the decoder, forward and
+    # backward, and the sample's one-hots and scores.
+    width = _num_pixels(config) + sum(checks.widths(config, "decoder_hidden"))
+    each = images * 4 * (2 * width + 2 * latent)
+  else:
+    each = images * 4 * 4 * latent
+  estimators.base.check_memory(
+      f"estimator {est.name!r}", "config.estimator_settings.num_samples", num,
+      each, f"one training step ({images} images on each of {num_devices} "
+      "device(s))")
+
+
+def _estimator_settings(config) -> dict[str, Any]:
+  """The estimator settings the config sets (unset fields are left out)."""
+  return checks.estimator_settings(config.estimator_settings)
+
+
+def _config_json(config) -> dict[str, Any]:
+  """:func:`runs.config_json` with only the estimator settings that are set.
+
+  (The unset ones are the estimator's defaults: a config.json saved before
+  every setting was declared in the config stays the same run.)
+  """
+  out = runs.config_json(config)
+  out["estimator_settings"] = runs.config_json(_estimator_settings(config))
+  return out
 
 
 # ----------------------------------------------------------------------------
@@ -331,7 +393,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
 def _train_and_evaluate(config, workdir, splits, est) -> dict[str, Any]:
   """:func:`train_and_evaluate` once it holds the workdir."""
-  current = runs.config_json(config)
+  current = _config_json(config)
   main = parallel.is_main_process()
   # Several processes: process 0 alone checks (and, fresh, empties) the
   # workdir and writes files; the others wait for it at each barrier.
@@ -586,7 +648,7 @@ def _summary(config, est, workdir, evals, num_steps, steps_per_epoch,
   steps_run = num_steps - start_step
   return {
       "estimator": est.name,
-      "estimator_settings": dict(config.estimator_settings.to_dict()),
+      "estimator_settings": _estimator_settings(config),
       "model": config.model,
       "num_latents": config.num_latents,
       "num_categories": config.num_categories,
@@ -624,5 +686,5 @@ def _summary(config, est, workdir, evals, num_steps, steps_per_epoch,
                                         if steps_run else None),
       "seed": config.seed,
       "dedup": bool(config.dedup),
-      "config": runs.identity(runs.config_json(config), _RESUMABLE_FIELDS),
+      "config": runs.identity(_config_json(config), _RESUMABLE_FIELDS),
   }
