@@ -142,7 +142,8 @@ def test_gradient_and_loss_are_unbiased(name, settings):
   loss, grads = jax.value_and_grad(lambda p: -exact_elbo(p))(PARAMS)
   exact = {"loss": loss, **grads}
   draws = gradient_draws(anp.ELBO(name, **settings), tiny_model, tiny_guide)
-  assert not z_test_failures(draws, exact, THRESHOLD)
+  failures = z_test_failures(draws, exact, THRESHOLD)
+  assert not failures, failures
 
 
 def test_two_sites_are_one_variable():
@@ -150,7 +151,8 @@ def test_two_sites_are_one_variable():
   exact = {"loss": loss, **grads}
   draws = gradient_draws(anp.ELBO("arsm"), two_site_model, two_site_guide,
                          seed=1)
-  assert not z_test_failures(draws, exact, THRESHOLD)
+  failures = z_test_failures(draws, exact, THRESHOLD)
+  assert not failures, failures
 
 
 # ----------------------------------------------------------------------------
