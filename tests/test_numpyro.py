@@ -155,6 +155,42 @@ def test_two_sites_are_one_variable():
   assert not failures, failures
 
 
+def test_expanded_and_to_event_sites_with_the_exact_estimator():
+  """Shared logits expanded over a plate, and a site with an event dimension:
+  with the ``exact`` estimator the gradient is the enumerated one."""
+  y = jnp.array([0.0, 2.0])
+
+  def model():
+    with numpyro.plate("items", 2):
+      z = numpyro.sample("z", dist.Categorical(logits=PRIOR))
+      numpyro.sample("y", dist.Normal(z.astype(jnp.float32), 1.0), obs=y)
+
+  def expanded_guide():
+    logits = numpyro.param("logits", jnp.array([0.2, -0.3, 0.4]))
+    with numpyro.plate("items", 2):
+      numpyro.sample("z", dist.Categorical(logits=logits))
+
+  def event_guide():
+    logits = numpyro.param("logits", jnp.array([0.2, -0.3, 0.4]))
+    numpyro.sample("z", dist.Categorical(logits=logits).expand([2])
+                   .to_event(1))
+
+  def exact(p):
+    log_q = jax.nn.log_softmax(p["logits"])
+    log_p = jax.nn.log_softmax(PRIOR)
+    lik = -0.5 * (y[:, None] - jnp.arange(3.0)) ** 2 - 0.5 * jnp.log(
+        2 * jnp.pi)                                              # [2, 3]
+    per_item = jnp.sum(jnp.exp(log_q) * (log_p - log_q + lik), axis=1)
+    return -jnp.sum(per_item)
+
+  params = {"logits": jnp.array([0.2, -0.3, 0.4])}
+  want = jax.grad(exact)(params)["logits"]
+  for guide in (expanded_guide, event_guide):
+    got = jax.jit(jax.grad(lambda p, g=guide: anp.ELBO("exact").loss(
+        jax.random.PRNGKey(0), p, model, g)))(params)["logits"]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
 # ----------------------------------------------------------------------------
 # SVI: a one-dimensional Gaussian mixture, amortised categorical guide.
 
