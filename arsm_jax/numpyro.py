@@ -182,12 +182,27 @@ def _categorical_logits(fn) -> tuple[Array, bool] | None:
 class _Site:
   """One discrete guide site as rows of the K-dimensional variable."""
 
-  def __init__(self, name: str, logits: Array, is_one_hot: bool):
+  def __init__(self, name: str, logits: Array, is_one_hot: bool,
+               batch_ndim: int):
     self.name = name
     self.shape = logits.shape[:-1]                  # the site's index shape
     self.num_cats = logits.shape[-1]
     self.size = math.prod(self.shape)               # K_site
     self.is_one_hot = is_one_hot
+    self.event_ndim = len(self.shape) - batch_ndim  # to_event dims (indices)
+    self.plate_axis = None                          # set in plate mode
+
+  def item_rows(self, logits: Array) -> Array:
+    """Plate mode: ``[*shape, C]`` to ``[N, K_site_item, C]``."""
+    moved = jnp.moveaxis(logits, self.plate_axis, 0)
+    return moved.reshape(moved.shape[0], -1, self.num_cats)
+
+  def value_from_items(self, rows: Array) -> Array:
+    """Plate mode: the site's value from ``[N, K_site_item, C]`` rows."""
+    rest = tuple(d for i, d in enumerate(self.shape) if i != self.plate_axis)
+    full = jnp.moveaxis(rows.reshape((rows.shape[0],) + rest
+                                     + (self.num_cats,)), 0, self.plate_axis)
+    return self.value(full.reshape(-1, self.num_cats))
 
   def value(self, rows: Array) -> Array:
     """The site's value from its one-hot (or relaxed) rows ``[K_site, C]``."""
@@ -201,6 +216,13 @@ class _Site:
     if self.is_one_hot:
       return jnp.sum(jnp.where(value != 0, value * log_p, 0.0), axis=-1)
     return jnp.take_along_axis(log_p, value[..., None], axis=-1)[..., 0]
+
+  def batch_log_prob(self, logits: Array, value: Array, scale) -> Array:
+    """``log q(value)`` over the site's batch shape, scaled."""
+    log_q = self.log_prob(logits, value)
+    if self.event_ndim:
+      log_q = jnp.sum(log_q, axis=tuple(range(-self.event_ndim, 0)))
+    return scale_and_mask(log_q, scale)
 
 
 def _discrete_sites(guide_trace) -> tuple[list[_Site], Array]:
@@ -235,7 +257,7 @@ def _discrete_sites(guide_trace) -> tuple[list[_Site], Array]:
             "sampler.")
       continue
     logits, is_one_hot = found
-    info = _Site(name, logits, is_one_hot)
+    info = _Site(name, logits, is_one_hot, len(fn.batch_shape))
     if sites and info.num_cats != sites[0].num_cats:
       raise ValueError(
           f"arsm_jax.numpyro.ELBO: guide site {name!r} has C = "
@@ -249,12 +271,38 @@ def _discrete_sites(guide_trace) -> tuple[list[_Site], Array]:
   return sites, jnp.concatenate(rows, axis=0)
 
 
-def _log_prob_sum(site) -> Array:
+def _log_prob(site) -> Array:
+  """A sample site's scaled log-density over its batch shape."""
   if site["intermediates"]:
     log_prob = site["fn"].log_prob(site["value"], site["intermediates"])
   else:
     log_prob = site["fn"].log_prob(site["value"])
-  return jnp.sum(scale_and_mask(log_prob, site["scale"]))
+  return scale_and_mask(log_prob, site["scale"])
+
+
+def _log_prob_sum(site) -> Array:
+  return jnp.sum(_log_prob(site))
+
+
+def _plate_frame(site, plate: str):
+  """The frame of ``plate`` in the site's plates, or ``None``."""
+  return next((frame for frame in site["cond_indep_stack"]
+               if frame.name == plate), None)
+
+
+def _item_terms(log_prob: Array, frame) -> Array:
+  """A batch-shaped log-density summed to the plate's elements, ``[N]``."""
+  log_prob = jnp.asarray(log_prob)
+  if log_prob.ndim < -frame.dim:
+    log_prob = log_prob.reshape((1,) * (-frame.dim - log_prob.ndim)
+                                + log_prob.shape)
+  moved = jnp.moveaxis(log_prob, log_prob.ndim + frame.dim, 0)
+  moved = jnp.broadcast_to(moved, (frame.size,) + moved.shape[1:])
+  return moved.reshape(frame.size, -1).sum(axis=1)
+
+
+# The vmap axis of plate mode's items (f gathers all items' values on it).
+_ITEMS = "arsm_jax_plate_items"
 
 
 class ELBO(elbo_lib.ELBO):
@@ -277,9 +325,13 @@ class ELBO(elbo_lib.ELBO):
   can_infer_discrete = True
 
   def __init__(self, estimator: str | estimators_lib.Estimator = "arsm",
-               num_particles: int = 1, *,
+               num_particles: int = 1, *, plate: str | None = None,
                vectorize_particles: bool | Callable = True, **settings):
     self.estimator = estimators_lib.get(estimator, **settings)
+    if plate is not None and not isinstance(plate, str):
+      raise ValueError(f"arsm_jax.numpyro.ELBO: plate must be a plate's name "
+                       f"or None; got {plate!r}.")
+    self.plate = plate
     super().__init__(num_particles=num_particles,
                      vectorize_particles=vectorize_particles)
     est = self.estimator
@@ -289,7 +341,7 @@ class ELBO(elbo_lib.ELBO):
 
   def __repr__(self):
     return (f"arsm_jax.numpyro.ELBO({self.estimator!r}, "
-            f"num_particles={self.num_particles})")
+            f"num_particles={self.num_particles}, plate={self.plate!r})")
 
   # --------------------------------------------------------------------------
   # State.
@@ -322,7 +374,29 @@ class ELBO(elbo_lib.ELBO):
     if not sites:
       raise ValueError("arsm_jax.numpyro.ELBO: the guide has no Categorical "
                        "or OneHotCategorical site.")
+    if self.plate is not None:                    # one item's [K_item, C]
+      logits = self._item_logits(sites, guide_trace)[0]
     return self.estimator.init(key, jnp.zeros(logits.shape, jnp.float32))
+
+  def _item_logits(self, sites, guide_trace) -> Array:
+    """Plate mode: sets each site's plate axis; the items' ``[N, K_item, C]``."""
+    rows = []
+    for info in sites:
+      site = guide_trace[info.name]
+      frame = _plate_frame(site, self.plate)
+      if frame is None:
+        raise ValueError(
+            f"arsm_jax.numpyro.ELBO: guide site {info.name!r} is not inside "
+            f"plate {self.plate!r}; with plate={self.plate!r} every discrete "
+            "site must be.")
+      info.plate_axis = len(info.shape) - info.event_ndim + frame.dim
+      if info.plate_axis < 0 or info.shape[info.plate_axis] != frame.size:
+        raise ValueError(
+            f"arsm_jax.numpyro.ELBO: guide site {info.name!r} (shape "
+            f"{info.shape}) has no axis of plate {self.plate!r}'s size "
+            f"{frame.size}.")
+      rows.append(info.item_rows(_categorical_logits(site["fn"])[0]))
+    return jnp.concatenate(rows, axis=1)
 
   def guide(self, guide_fn: Callable, seed: int = 0) -> Callable:
     """``guide_fn`` with a ``numpyro.mutable`` site holding the estimator state.
@@ -433,6 +507,18 @@ class ELBO(elbo_lib.ELBO):
     if len(sites) > 1:
       self._check_independent(sites, guide_with, guide_trace, args, kwargs)
 
+    def traces(values):
+      g_trace = handlers.trace(guide_with(values)).get_trace(*args, **kwargs)
+      m_trace = handlers.trace(handlers.substitute(handlers.replay(
+          handlers.seed(model, model_key), g_trace), data=param_map)).get_trace(
+              *args, **kwargs)
+      return g_trace, m_trace
+
+    if self.plate is not None:
+      value, new_state = self._plate_estimate(
+          est_key, state, sites, guide_trace, model_trace, traces)
+      return value, new_state, mutable
+
     def f(z):                                                      # z: [K, C]
       values, start = {}, 0
       for site in sites:
@@ -453,9 +539,8 @@ class ELBO(elbo_lib.ELBO):
           # log q(z) at stopped logits: its direct gradient has mean zero.
           info = next(s for s in sites if s.name == name)
           site_logits, _ = _categorical_logits(site["fn"])
-          log_q = scale_and_mask(info.log_prob(sg(site_logits), site["value"]),
-                                 site["scale"])
-          elbo = elbo - jnp.sum(log_q)
+          elbo = elbo - jnp.sum(info.batch_log_prob(
+              sg(site_logits), site["value"], site["scale"]))
         else:
           elbo = elbo - _log_prob_sum(site)
       return elbo
@@ -467,6 +552,91 @@ class ELBO(elbo_lib.ELBO):
       value, new_state = expectation(est_key, logits, f,
                                      estimator=self.estimator), None
     return value, new_state, mutable
+
+  def _plate_estimate(self, key, state, sites, guide_trace, model_trace,
+                      traces):
+    """Plate mode: one estimator draw per plate element, f its own terms.
+
+    Returns ``(sum of the items' surrogates + the terms outside the plate,
+    new state)``.
+    """
+    plate, est = self.plate, self.estimator
+    item_logits = self._item_logits(sites, guide_trace)          # [N, k, C]
+    num_items = item_logits.shape[0]
+    names = {info.name for info in sites}
+    by_name = {info.name: info for info in sites}
+
+    def sample_sites(g_trace, m_trace):
+      for name, site in m_trace.items():
+        if site["type"] == "sample":
+          yield "model", name, site
+      for name, site in g_trace.items():
+        if site["type"] == "sample" and not site["is_observed"]:
+          yield "guide", name, site
+
+    def log_density(side, name, site):
+      """Scaled, batch-shaped; the sign of its ELBO term applied."""
+      if side == "guide" and name in names:
+        # log q(z) at stopped logits: its direct gradient has mean zero.
+        site_logits, _ = _categorical_logits(site["fn"])
+        return -by_name[name].batch_log_prob(sg(site_logits), site["value"],
+                                             site["scale"])
+      return _log_prob(site) if side == "model" else -_log_prob(site)
+
+    # Terms outside the plate must not depend on z: they are evaluated once.
+    def outside(**values):
+      return {f"{side}:{name}": log_density(side, name, site)
+              for side, name, site in sample_sites(*traces(values))
+              if _plate_frame(site, plate) is None}
+
+    deps = eval_provenance(outside, **{name: guide_trace[name]["value"]
+                                       for name in names})
+    for term, found in deps.items():
+      if set(found) & names:
+        raise ValueError(
+            f"arsm_jax.numpyro.ELBO: {term.split(':')[0]} site "
+            f"{term.split(':', 1)[1]!r} is outside plate {plate!r} but "
+            f"depends on discrete site(s) {sorted(set(found) & names)}; with "
+            f"plate={plate!r} only sites inside the plate may.")
+    outside_value = jnp.zeros((), jnp.float32)
+    for side, name, site in sample_sites(guide_trace, model_trace):
+      if _plate_frame(site, plate) is None:
+        outside_value = outside_value + jnp.sum(log_density(side, name, site))
+
+    def f_item(z):                            # this item's one-hot [k, C]
+      # Under the vmap over items every item evaluates f at once: gather
+      # their values, run the model once, and keep this item's terms.
+      zs = jax.lax.all_gather(z, _ITEMS)                          # [N, k, C]
+      values, start = {}, 0
+      for info in sites:
+        width = info.size // num_items
+        values[info.name] = info.value_from_items(zs[:, start:start + width])
+        start += width
+      terms = jnp.zeros((num_items,), jnp.float32)
+      for side, name, site in sample_sites(*traces(values)):
+        frame = _plate_frame(site, plate)
+        if frame is not None:
+          terms = terms + _item_terms(log_density(side, name, site), frame)
+      return terms[jax.lax.axis_index(_ITEMS)]
+
+    is_relax = isinstance(state, relax_lib.RelaxState)
+    item_state = relax_lib.without_gradient(state) if is_relax else state
+
+    def one(item_key, logits):
+      if est.stateful:
+        return expectation(item_key, logits, f_item, estimator=est,
+                           state=item_state)
+      return expectation(item_key, logits, f_item, estimator=est), None
+
+    values, states = jax.vmap(one, axis_name=_ITEMS)(
+        jax.random.split(key, num_items), item_logits)
+    new_state = None
+    if is_relax:
+      new_state = relax_lib.batch_update(state, states.cv_grad, **est.kwargs)
+    elif state is not None:
+      new_state = jax.tree_util.tree_map(
+          lambda s: jnp.mean(s, axis=0).astype(s.dtype), states)
+    return jnp.sum(values) + outside_value, new_state
 
   @staticmethod
   def _check_independent(sites, guide_with, guide_trace, args, kwargs):
