@@ -130,9 +130,12 @@ def z_test_failures(draws, exact, threshold):
 
 # The 11 gradient coordinates and the loss.
 NUM_COORDS = sum(int(np.size(v)) for v in PARAMS.values()) + 1
-# The four estimators on the tiny model, and arsm on the two-site version.
-THRESHOLD = helpers.z_threshold(FALSE_FAILURE,
-                                (len(ESTIMATORS) + 1) * NUM_COORDS)
+# Plate mode (one draw per element of the plate "items").
+PLATE_ESTIMATORS = [("arsm", {}), ("relax", {})]
+# The four estimators on the tiny model, arsm on the two-site version and
+# the plate-mode cases.
+THRESHOLD = helpers.z_threshold(
+    FALSE_FAILURE, (len(ESTIMATORS) + 1 + len(PLATE_ESTIMATORS)) * NUM_COORDS)
 
 
 @pytest.mark.parametrize("name,settings", ESTIMATORS,
@@ -142,6 +145,17 @@ def test_gradient_and_loss_are_unbiased(name, settings):
   loss, grads = jax.value_and_grad(lambda p: -exact_elbo(p))(PARAMS)
   exact = {"loss": loss, **grads}
   draws = gradient_draws(anp.ELBO(name, **settings), tiny_model, tiny_guide)
+  failures = z_test_failures(draws, exact, THRESHOLD)
+  assert not failures, failures
+
+
+@pytest.mark.parametrize("name,settings", PLATE_ESTIMATORS,
+                         ids=[name for name, _ in PLATE_ESTIMATORS])
+def test_plate_mode_is_unbiased(name, settings):
+  loss, grads = jax.value_and_grad(lambda p: -exact_elbo(p))(PARAMS)
+  exact = {"loss": loss, **grads}
+  draws = gradient_draws(anp.ELBO(name, plate="items", **settings),
+                         tiny_model, tiny_guide, seed=2)
   failures = z_test_failures(draws, exact, THRESHOLD)
   assert not failures, failures
 
@@ -224,12 +238,12 @@ def mixture_guide(x):
     numpyro.sample("z", dist.Categorical(logits=x[:, None] * w[0] + w[1]))
 
 
-@pytest.mark.parametrize("name,settings",
-                         [("arsm", {}), ("unordered_set", {"num_samples": 3})],
-                         ids=["arsm", "unordered_set"])
-def test_svi_fits_a_gaussian_mixture(name, settings):
+@pytest.mark.parametrize("name,settings,plate",
+                         [("arsm", {}, None), ("arsm", {}, "data")],
+                         ids=["arsm", "arsm_plate"])
+def test_svi_fits_a_gaussian_mixture(name, settings, plate):
   x, labels = mixture_data()
-  elbo = anp.ELBO(name, **settings)
+  elbo = anp.ELBO(name, plate=plate, **settings)
   svi = SVI(mixture_model, elbo.guide(mixture_guide),
             numpyro.optim.Adam(0.05), loss=elbo)
   result = svi.run(jax.random.PRNGKey(1), 400, x, progress_bar=False)
@@ -325,6 +339,26 @@ def test_other_discrete_and_non_reparameterised_sites():
     numpyro.sample("z", dist.Categorical(logits=jnp.zeros(3)).mask(False))
   with pytest.raises(ValueError, match="'z' is a masked categorical"):
     _loss(anp.ELBO("arsm"), _observe("z"), masked_guide)
+
+
+def test_plate_mode_errors():
+  def outside_guide():
+    with numpyro.plate("items", 2):
+      numpyro.sample("z", dist.Categorical(logits=jnp.zeros(3)))
+    numpyro.sample("g", dist.Categorical(logits=jnp.zeros(3)))
+  with pytest.raises(ValueError, match="'g' is not inside plate 'items'"):
+    _loss(anp.ELBO("arsm", plate="items"), _observe("z", "g"), outside_guide)
+
+  def model():
+    with numpyro.plate("items", 2):
+      z = numpyro.sample("z", dist.Categorical(logits=jnp.zeros(3)))
+    numpyro.sample("total", dist.Normal(jnp.sum(z), 1.0), obs=1.0)
+
+  def guide():
+    with numpyro.plate("items", 2):
+      numpyro.sample("z", dist.Categorical(logits=jnp.zeros(3)))
+  with pytest.raises(ValueError, match="model site 'total' is outside plate"):
+    _loss(anp.ELBO("arsm", plate="items"), model, guide)
 
 
 def test_stateful_estimator_without_state():
