@@ -32,6 +32,22 @@ it too). ``elbo.loss(rng_key, params, model, guide, *args)`` is the negative
 ELBO estimate (the estimator's value of ``E_z[f(z)]``) and its ``jax.grad``
 is the estimator's gradient.
 
+Plate mode. With ``ELBO(..., plate="data")`` the elements of that plate are
+independent items, as ``TraceGraph_ELBO`` treats them: each element's
+discrete values (``[K_item, C]``: the sites' entries at that element) get
+their own estimator draw, whose f is only that element's terms of the ELBO
+(the sites inside the plate, summed to the element), and the terms outside
+the plate are added once. So one element's gradient no longer carries the
+noise of every other element's terms. All elements are drawn under one
+``jax.vmap`` and every evaluation of f gathers their values
+(``lax.all_gather``) and runs the model once for all of them, so a draw
+costs what it costs without the plate. Every discrete site must be inside
+the plate, and no site outside it may depend on a discrete value (a
+``ValueError`` naming the site otherwise; numpyro's provenance tracking
+finds such dependencies). A stateful estimator's state is then sized for
+one element and takes one step per draw on the elements' mean
+control-variate gradient.
+
 What is refused, with a ``ValueError`` naming the site:
 
 * discrete guide sites of another family (``Bernoulli``, ``Poisson``, ...),
@@ -313,6 +329,10 @@ class ELBO(elbo_lib.ELBO):
       ``Estimator``.
     num_particles: independent draws averaged per step (each draw is one
       estimator draw over all discrete sites).
+    plate: the name of a plate whose elements are independent items, each
+      with its own estimator draw (see "Plate mode" in the module
+      docstring); ``None`` makes all discrete sites one K-dimensional
+      variable.
     vectorize_particles: as for numpyro's ``ELBO``: ``True`` vmaps the
       particles, ``False`` uses ``lax.map``, or a callable.
     **settings: the estimator's settings (``num_samples=4``, ...), checked
