@@ -213,10 +213,10 @@ def plot(results, path):
   pos = np.arange(len(sampled))
   for offset, key, hatch in ((-0.2, "grad_variance_init", ""),
                              (0.2, "grad_variance_fitted", "//")):
-    axes[0].bar(pos + offset, [methods_[m][key]["enc_w"] for m in sampled],
-                0.4, color=[colours[m] for m in sampled], hatch=hatch,
-                edgecolor="white", alpha=[0.55 if "plate" in m else 1.0
-                                          for m in sampled])
+    for i, m in enumerate(sampled):
+      axes[0].bar(pos[i] + offset, methods_[m][key]["enc_w"], 0.4,
+                  color=colours[m], hatch=hatch, edgecolor="white",
+                  alpha=0.55 if "plate" in m else 1.0)
   axes[0].set_yscale("log")
   axes[0].set_xticks(pos, [m.split(" ")[0] + ("\n(plate)" if "plate" in m
                                                else "") for m in sampled],
