@@ -22,7 +22,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # What a user of the estimators alone must not pay for.
 HEAVY = ("flax", "tensorflow_datasets", "tensorflow", "gymnax", "gymnasium",
-         "orbax", "matplotlib", "pandas", "tensorboardX", "ml_collections")
+         "orbax", "matplotlib", "pandas", "tensorboardX", "ml_collections",
+         "numpyro", "funsor", "equinox")
 
 # A meta-path hook that records, for each heavy top-level module, the first
 # file of this package or its tests that caused it to be imported.
@@ -98,7 +99,8 @@ def test_core_requirements_are_light():
           for r in cfg["options"]["install_requires"].splitlines() if r.strip()]
   assert sorted(core) == ["jax", "jaxlib", "numpy", "optax"]
   extras = cfg["options.extras_require"]
-  assert {"experiments", "lunarlander", "test", "docs", "all"} <= set(extras)
+  assert {"experiments", "numpyro", "equinox", "lunarlander", "test", "docs",
+          "all"} <= set(extras)
 
 
 @pytest.mark.parametrize("spec,experiment", [
