@@ -132,14 +132,7 @@ def test_config_paths_fall_back_to_the_shipped_configs(tmp_path, monkeypatch):
 
 
 def test_the_console_script_is_declared():
-  import configparser  # pylint: disable=g-import-not-at-top
   import tomllib  # pylint: disable=g-import-not-at-top
   with open(os.path.join(REPO, "pyproject.toml"), "rb") as fh:
-    project = tomllib.load(fh).get("project", {})
-  scripts = project.get("scripts")
-  if scripts is None:
-    cfg = configparser.ConfigParser()
-    cfg.read(os.path.join(REPO, "setup.cfg"))
-    scripts = dict(line.split(" = ") for line in cfg[
-        "options.entry_points"]["console_scripts"].strip().splitlines())
-  assert scripts == {"arsm-jax": "arsm_jax.cli:console_main"}
+    project = tomllib.load(fh)["project"]
+  assert project["scripts"] == {"arsm-jax": "arsm_jax.cli:console_main"}
