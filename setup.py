@@ -1,4 +1,4 @@
-"""Packages for setuptools; everything else is in setup.cfg.
+"""Packages for setuptools; the metadata is in pyproject.toml's [project].
 
 The experiment configs live in ``configs/`` (the command-line face:
 ``--config=configs/vae.py:preset``) and are shipped inside the package as
@@ -13,4 +13,6 @@ setup(
     packages=find_packages(include=["arsm_jax", "arsm_jax.*"]) +
     ["arsm_jax.configs"],
     package_dir={"arsm_jax.configs": "configs"},
+    # PEP 561: the package ships its type hints.
+    package_data={"arsm_jax": ["py.typed"]},
 )

@@ -11,7 +11,7 @@ The same as ``python experiments/main.py --config=configs/vae.py:arsm_nonlinear
 --workdir=runs/vae --config.num_epochs=5``, from any directory: the configs
 are found in a source checkout (``configs/``) and in an installed package
 (where they are shipped as ``arsm_jax/configs/``). They need the
-``[experiments]`` extra (``pip install 'arsm_jax[experiments]'``).
+``[experiments]`` extra (``pip install '.[experiments]'`` in a clone).
 """
 
 from __future__ import annotations

@@ -65,6 +65,12 @@ def color(name: str) -> str:
   return palette[zlib.crc32(name.encode()) % len(palette)]
 
 
+# The toy figure's log axis for the best category's probability stops here;
+# smaller values (an estimator that abandoned the best category) are drawn on
+# this floor, and the panel says so.
+PROB_FLOOR = 1e-12
+
+
 def plot_toy(curves: Mapping[str, Mapping[str, np.ndarray]], config,
              optimum: float, path: str) -> None:
   """Expected reward, probability of the best category and gradient variance."""
@@ -73,7 +79,7 @@ def plot_toy(curves: Mapping[str, Mapping[str, np.ndarray]], config,
     steps = np.arange(1, len(c["expected_reward"]) + 1)
     kw = dict(color=color(name), label=name, lw=1.3)
     axes[0].plot(steps, c["expected_reward"], **kw)
-    axes[1].plot(steps, np.maximum(c["prob_last"], 1e-12), **kw)
+    axes[1].plot(steps, np.maximum(c["prob_last"], PROB_FLOOR), **kw)
     var = np.asarray(c["grad_variance"])
     var_steps = np.arange(len(var)) * config.variance_every
     if np.any(var > 0):
@@ -83,7 +89,10 @@ def plot_toy(curves: Mapping[str, Mapping[str, np.ndarray]], config,
   axes[0].set_title(f"expected reward (optimum {optimum:.4f})")
   axes[0].set_ylabel("E[f(z)]")
   axes[1].set_yscale("log")
-  axes[1].set_title(r"$\sigma(\phi)_C$, probability of the best category")
+  axes[1].set_title(r"$\sigma(\phi)_C$, probability of the best category"
+                    f"\n(values below {PROB_FLOOR:.0e} drawn at "
+                    f"{PROB_FLOOR:.0e}, the dotted line)", fontsize=10)
+  axes[1].axhline(PROB_FLOOR, color="gray", ls=":", lw=0.8)
   axes[2].set_yscale("log")
   axes[2].set_title(f"gradient variance ({config.variance_draws} draws, "
                     "mean over coordinates)")

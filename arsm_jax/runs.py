@@ -85,6 +85,10 @@ class WorkdirError(ValueError):
   """A workdir holds what a run did not write, or another run is using it."""
 
 
+class ConfigMismatchError(ValueError):
+  """A workdir holds a run made with another config (a changed rerun)."""
+
+
 # ----------------------------------------------------------------------------
 # Identity.
 
@@ -239,9 +243,11 @@ def check_config(logdir: str, current: Mapping[str, Any], *,
   Raises:
     WorkdirError: ``logdir`` has no ``config.json`` and holds files no run
       writes.
-    ValueError: ``logdir`` holds a run made with a different config (the
-      message names every differing field with its saved and new value), or
-      results without a ``config.json`` to compare with.
+    ConfigMismatchError: ``logdir`` holds a run made with a different
+      config (the message names every differing field with its saved and
+      new value); a ``ValueError``.
+    ValueError: ``logdir`` holds results without a ``config.json`` to
+      compare with.
   """
   path = os.path.join(logdir, CONFIG_FILE)
   if not os.path.exists(path):
@@ -278,7 +284,7 @@ def check_config(logdir: str, current: Mapping[str, Any], *,
     fields = "; ".join(f"{k}: saved {old!r}, now {new!r}"
                        for k, old, new in diff)
     allowed = sorted(set(resumable) | set(ALWAYS_RESUMABLE))
-    raise ValueError(
+    raise ConfigMismatchError(
         f"{logdir} holds a {what} with a different config ({fields}). Use a "
         "new workdir, the original settings, or config.fresh=True to delete "
         f"the saved {what} and start again. Only {', '.join(allowed)} may "

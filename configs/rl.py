@@ -28,6 +28,17 @@ tests).
 
 import ml_collections
 
+# Presets (``configs/rl.py:<preset>``, ``arsm-jax --config=rl:<preset>``).
+PRESETS = {"": "CartPole-v1, ARSM and A2C, 10 seeds x 900 episodes"}
+for _env, _name in (("cartpole", "CartPole-v1"), ("acrobot", "Acrobot-v1")):
+  PRESETS[_env] = f"{_name}, ARSM and A2C"
+  for _learner in ("arsm", "a2c", "relax"):
+    PRESETS[f"{_env}_{_learner}"] = f"{_name}, {_learner.upper()} only"
+  PRESETS[f"{_env}_authors"] = (f"{_name}, ARSM with the authors' rollout "
+                                "budget and 3000-step cap")
+PRESETS["lunarlander"] = "LunarLander-v3 (Box2D on the host), ARSM"
+PRESETS["tiny"] = "a few short CartPole episodes (tests)"
+
 
 def get_config(preset: str = "") -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
@@ -131,11 +142,8 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
     config.checkpoint_every = 2
     config.plot = True
   else:
-    raise ValueError(
-        f"Unknown rl preset {preset!r}; known: cartpole, cartpole_arsm, "
-        "cartpole_a2c, cartpole_relax, cartpole_authors, acrobot, "
-        "acrobot_arsm, acrobot_a2c, acrobot_relax, acrobot_authors, "
-        "lunarlander, tiny.")
+    raise ValueError(f"Unknown rl preset {preset!r}; known: "
+                     f"{', '.join(p for p in PRESETS if p)}.")
   # Locked: a mistyped field (config.num_episode = 5) is an error naming it
   # and its close matches, as on the command line.
   return config.lock()

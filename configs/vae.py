@@ -49,6 +49,19 @@ _ESTIMATOR_PRESETS = {
     "relax": ("relax", 1e-4),
 }
 
+# Presets (``configs/vae.py:<preset>``, ``arsm-jax --config=vae:<preset>``).
+PRESETS = {
+    "arsm_nonlinear": "ARSM, one-layer nonlinear VAE (the default)",
+    "arsm_linear": "ARSM, linear VAE",
+    "arsm_two_layer": "ARSM, two stochastic layers",
+    **{name: f"{est}, learning rate {lr:g}"
+       for name, (est, lr) in _ESTIMATOR_PRESETS.items()},
+    "st_gumbel_learned": "st_gumbel with the temperature learned from 1.0",
+    "tiny": "a few seconds on synthetic data (tests, smoke runs)",
+}
+PRESETS["reinforce_loo"] += ", 46 samples (ARSM's evaluations per image)"
+PRESETS["relax"] += ", include_f=True (the paper's control variate)"
+
 
 def get_config(preset: str = "arsm_nonlinear") -> ml_collections.ConfigDict:
   """Returns the VAE config for ``preset`` (see the module docstring)."""
@@ -196,10 +209,8 @@ def get_config(preset: str = "arsm_nonlinear") -> ml_collections.ConfigDict:
     config.checkpoint_every_steps = 5
     config.progress_every_secs = 0.0
   else:
-    raise ValueError(
-        f"Unknown vae preset {preset!r}; known: arsm_nonlinear, arsm_linear, "
-        f"arsm_two_layer, {', '.join(_ESTIMATOR_PRESETS)}, st_gumbel_learned, "
-        "tiny.")
+    raise ValueError(f"Unknown vae preset {preset!r}; known: "
+                     f"{', '.join(PRESETS)}.")
   # Locked: a mistyped field (config.num_epoch = 3) is an error naming it
   # and its close matches, as on the command line.
   return config.lock()

@@ -226,7 +226,7 @@ def docs_page(table_rows: list[Row]) -> str:
         f"| [`{r.name}`](#estimator-{r.name.replace('_', '-')}) | "
         f"{yes(r.unbiased)} | {yes(r.pathwise)} | {yes(r.stateful)} | "
         f"{_cell(r.cost)} | {_cell(_settings_text(r.settings))} | "
-        f"{_cell(r.reference)} |")
+        f"{_cell(short_reference(r.reference))} |")
   out.append("")
   from arsm_jax import estimators  # pylint: disable=g-import-not-at-top
   if hasattr(estimators, "info"):

@@ -257,8 +257,20 @@ def vae_figure(runs: list[dict], model: str, path: str,
   groups: dict[tuple, list[dict]] = {}
   for run in runs:
     groups.setdefault(_group_key(vae_row(run)), []).append(run)
+  # One line group per estimator, so that each has one colour and one legend
+  # entry: the one run with the most seeds, of those the lowest final median
+  # validation -ELBO; every run is in the table.
+  def final_valid(key):
+    values = _median_curve(groups[key], "valid_neg_elbo")[1]
+    return values[-1] if len(values) else float("inf")
+  def rank(key):
+    return (-len(groups[key]), final_valid(key))
+  best: dict[str, tuple] = {}
+  for key in groups:
+    if key[1] not in best or rank(key) < rank(best[key[1]]):
+      best[key[1]] = key
   series, seen = [], {}
-  for key in sorted(groups, key=lambda k: (k[1], k[2], -k[3])):
+  for key in sorted(best.values(), key=final_valid):
     _, est, settings, lr, dec = key
     members = groups[key]
     label = est + (f" [{settings}]" if settings else "") + f", lr {lr:g}"
@@ -282,8 +294,12 @@ def vae_figure(runs: list[dict], model: str, path: str,
       points.append({"step": step, "value": valid, "marker": "^",
                      "hollow": True, "label": ("authors' ARSM log, validation"
                                                if first else None)})
-  plotting.plot_vae_panel(
-      series, path, f"{model} VAE, threshold MNIST, batch 200", points)
+  shown = sum(len(groups[k]) for k in best.values())
+  title = (f"{model} VAE, threshold MNIST, batch 200. One run per estimator "
+           "(most seeds, then lowest final validation -ELBO; "
+           f"{len(best)} of {len(groups)} settings, {shown} of {len(runs)} "
+           "runs; all are in the table); legend from best to worst")
+  plotting.plot_vae_panel(series, path, title, points)
   return True
 
 

@@ -22,3 +22,27 @@ def test_quickstart_notebook_runs():
   assert not [o for o in outputs if o.get("output_type") == "error"]
   # The figures were drawn.
   assert sum("image/png" in o.get("data", {}) for o in outputs) >= 3
+
+
+def _stream(cell) -> str:
+  return "".join(o.get("text", "") for o in cell.get("outputs", [])
+                 if o.get("output_type") == "stream")
+
+
+def test_committed_outputs_match_the_registry():
+  """The outputs the docs show (execution is off there) list every estimator
+  registered today: rerun the notebook when one is added."""
+  from arsm_jax import estimators  # pylint: disable=g-import-not-at-top
+  nb = nbformat.read(NOTEBOOK, as_version=4)
+  code = [c for c in nb.cells if c.cell_type == "code"]
+  assert all(c.get("outputs") for c in code), "a cell has no saved output"
+  names = estimators.names()
+  assert f"estimators: {names}" in _stream(code[0])
+  drawn = {line.split()[0] for line in _stream(code[1]).splitlines()
+           if "evals=" in line}
+  assert drawn == set(names)
+  measured = {line.split()[0] for line in _stream(code[2]).splitlines()
+              if "variance=" in line}
+  assert measured == set(names) - {"exact"}
+  intro = nb.cells[0].source
+  assert "RUNTIME" not in intro and "arsm_jax[experiments]" not in intro

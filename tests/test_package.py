@@ -4,13 +4,13 @@ The import checks run in fresh subprocesses, so what other tests imported
 does not hide a heavy import.
 """
 
-import configparser
 import json
 import os
 import re
 import subprocess
 import sys
 import textwrap
+import tomllib
 
 import pytest
 
@@ -82,10 +82,16 @@ def test_lazy_submodules():
     arsm_jax.no_such_thing  # pylint: disable=pointless-statement
 
 
+def _project():
+  with open(os.path.join(REPO, "pyproject.toml"), "rb") as fh:
+    return tomllib.load(fh)
+
+
 def test_version_in_one_place_and_changelog():
-  cfg = configparser.ConfigParser(interpolation=None)
-  cfg.read(os.path.join(REPO, "setup.cfg"))
-  assert cfg["metadata"]["version"].strip() == "attr: arsm_jax.__version__"
+  pyproject = _project()
+  assert pyproject["project"]["dynamic"] == ["version"]
+  assert pyproject["tool"]["setuptools"]["dynamic"]["version"] == {
+      "attr": "arsm_jax.__version__"}
   assert re.fullmatch(r"\d+\.\d+\.\d+", arsm_jax.__version__)
   with open(os.path.join(REPO, "CHANGELOG.md"), encoding="utf-8") as fh:
     changelog = fh.read()
@@ -93,14 +99,42 @@ def test_version_in_one_place_and_changelog():
 
 
 def test_core_requirements_are_light():
-  cfg = configparser.ConfigParser(interpolation=None)
-  cfg.read(os.path.join(REPO, "setup.cfg"))
+  project = _project()["project"]
   core = [re.split(r"[<>=\[ ]", r.strip())[0].lower()
-          for r in cfg["options"]["install_requires"].splitlines() if r.strip()]
+          for r in project["dependencies"]]
   assert sorted(core) == ["jax", "jaxlib", "numpy", "optax"]
-  extras = cfg["options.extras_require"]
+  extras = project["optional-dependencies"]
   assert {"experiments", "numpyro", "equinox", "lunarlander", "test", "docs",
           "all"} <= set(extras)
+
+
+def test_metadata_is_complete():
+  project = _project()["project"]
+  assert project["license"] == "Apache-2.0" and project["authors"]
+  assert "Typing :: Typed" in project["classifiers"]
+  assert any(c.startswith("Programming Language :: Python :: 3.1")
+             for c in project["classifiers"])
+  assert project["scripts"] == {"arsm-jax": "arsm_jax.cli:console_main"}
+  for name in ("arsm_jax/py.typed", "CITATION.cff",
+               ".pre-commit-config.yaml"):
+    assert os.path.isfile(os.path.join(REPO, name)), name
+  with open(os.path.join(REPO, "CITATION.cff"), encoding="utf-8") as fh:
+    citation = fh.read()
+  assert f'version: "{arsm_jax.__version__}"' in citation
+
+
+def test_requirements_pin_every_extra():
+  """Every package of an extra has a pin in requirements.txt."""
+  with open(os.path.join(REPO, "requirements.txt"), encoding="utf-8") as fh:
+    pinned = {re.split(r"[=\[]", line)[0].lower().replace("_", "-")
+              for line in fh if line.strip() and not line.startswith("#")}
+  extras = _project()["project"]["optional-dependencies"]
+  for name, reqs in extras.items():
+    if name == "all":
+      continue
+    for r in reqs:
+      package = re.split(r"[<>=\[ ]", r)[0].lower().replace("_", "-")
+      assert package in pinned, (name, package)
 
 
 @pytest.mark.parametrize("spec,experiment", [
@@ -148,18 +182,19 @@ def test_missing_extra_is_one_clear_error(monkeypatch):
       lambda name, *a: None if name in absent else real(name, *a))
   with pytest.raises(tasks.MissingExtraError,
                      match=r"^The vae experiment needs orbax, which is not "
-                     r"installed: pip install 'arsm_jax\[experiments\]'$"):
+                     r"installed: pip install '\.\[experiments\]' in a clone of arsm_jax "
+                     r"\(or pip install '/path/to/arsm_jax\[experiments\]'\)$"):
     tasks.check_requirements("vae")
   absent = {"orbax", "gymnasium"}
   with pytest.raises(tasks.MissingExtraError,
                      match=r"needs gymnasium, orbax, which are not installed: "
-                     r"pip install 'arsm_jax\[experiments,lunarlander\]'$"):
+                     r"pip install '\.\[experiments,lunarlander\]' in a clone"):
     tasks.check_requirements("rl", experiments.get_config("rl:lunarlander"))
   absent = {"gymnasium"}
   config = experiments.get_config("rl:lunarlander")
   with pytest.raises(tasks.MissingExtraError,
                      match=r"LunarLander-v3 needs gymnasium.*"
-                     r"pip install 'arsm_jax\[lunarlander\]'"):
+                     r"pip install '\.\[lunarlander\]' in a clone"):
     tasks.check_requirements("rl", config)
   tasks.check_requirements("rl", experiments.get_config("rl:cartpole"))
   tasks.check_requirements("toy")
@@ -204,7 +239,8 @@ def test_launcher_without_an_extra_fails_with_one_line(tmp_path, block, config,
   assert proc.returncode == 1
   lines = proc.stderr.strip().splitlines()
   assert len(lines) == 1, proc.stderr[-3000:]
-  assert block in lines[0] and f"pip install 'arsm_jax[{extra}]'" in lines[0]
+  assert block in lines[0] and f"pip install '.[{extra}]' in a clone" in lines[0]
+  assert f"'/path/to/arsm_jax[{extra}]'" in lines[0]
   assert not workdir.exists()
 
 

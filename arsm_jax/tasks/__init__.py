@@ -43,6 +43,13 @@ _EXTRA_OF_MODULE.update({m: "experiments" for m in (
 _EXTRA_OF_MODULE.update({m: "lunarlander" for m in LUNARLANDER_MODULES})
 
 
+def install_command(extras: str) -> str:
+  """How to install ``extras`` (``'experiments'``) while arsm_jax is not on
+  PyPI: from a clone, or from the path of one."""
+  return (f"pip install '.[{extras}]' in a clone of arsm_jax (or pip install "
+          f"'/path/to/arsm_jax[{extras}]')")
+
+
 class MissingExtraError(ImportError):
   """An experiment needs a module of an extra that is not installed."""
 
@@ -55,7 +62,7 @@ class MissingExtraError(ImportError):
     names = ",".join(sorted(extras))
     verb = "are" if len(modules) > 1 else "is"
     return cls(f"{what} needs {', '.join(modules) or 'a missing module'}, "
-               f"which {verb} not installed: pip install 'arsm_jax[{names}]'")
+               f"which {verb} not installed: {install_command(names)}")
 
 
 def _missing(modules: "list[str] | tuple[str, ...]") -> list[str]:

@@ -292,6 +292,22 @@ def _seed_keys(config):
       1, 0, 2)
 
 
+def progress_every(num_episodes: int) -> int:
+  """Episodes between two progress lines: about 20 lines a run."""
+  return max(1, num_episodes // 20)
+
+
+def _progress_extra(history, ma, recent) -> dict[str, Any]:
+  """A progress line's numbers: the median over seeds of the moving average
+  and, for learners with rollouts, the rollouts so far (all seeds)."""
+  extra = {"moving_average_median": float(np.median(ma))}
+  done = recent.stop
+  rollouts = int(history["num_rollouts"][:done].sum())
+  if rollouts:
+    extra["rollouts"] = rollouts
+  return extra
+
+
 def _train_jax(name, config, logdir, checkpoints):
   """All seeds of a learner, vmapped; one update per episode.
 
@@ -355,6 +371,9 @@ def _train_vmapped(name, config, logdir, checkpoints, trainer):
   if start:
     logging.info("rl: %s resumes at episode %d.", name, start)
 
+  logging.info("rl: %s on %s, %d seeds x %d episodes%s: compiling.", name,
+               config.env, num_seeds, num_episodes,
+               f" from episode {start}" if start else "")
   t0 = time.time()
   if trainer is None:
     update = update.lower(states, train_keys).compile()
@@ -362,9 +381,12 @@ def _train_vmapped(name, config, logdir, checkpoints, trainer):
     variance = variance.lower(states, var_keys).compile()
   compile_seconds = time.time() - t0
 
+  logging.info("rl: %s compiled in %.1fs.", name, compile_seconds)
   window = config.moving_average_window
-  progress = writers.ProgressReporter(num_episodes, name=f"rl/{name}",
-                                      first_step=start)
+  progress = writers.ProgressReporter(
+      num_episodes, every_secs=60.0, name=f"rl/{name}", first_step=start,
+      every_steps=progress_every(num_episodes), unit="episode",
+      first_compiles=trainer is not None)
 
   def measure(writer, e):
     lv = np.asarray(variance(states, episode_keys(var_keys, e)))
@@ -392,7 +414,7 @@ def _train_vmapped(name, config, logdir, checkpoints, trainer):
       writer.write_scalars(done, _episode_scalars(info, ma, test_ma))
       if variance is not None and done % every == 0 and done < num_episodes:
         measure(writer, done)
-      progress(done, {"moving_average_median": np.median(ma)})
+      progress(done, _progress_extra(history, ma, recent))
       if (config.checkpoint_every and done % config.checkpoint_every == 0
           and done < num_episodes):
         writer.flush()
@@ -428,8 +450,10 @@ def _train_host(name, config, logdir, checkpoints):
   try:
     for s in range(first_seed, num_seeds):
       state = trainer.init(init_keys[s])
-      progress = writers.ProgressReporter(num_episodes,
-                                          name=f"rl/{name}/seed{s}")
+      progress = writers.ProgressReporter(
+          num_episodes, every_secs=60.0, name=f"rl/{name}/seed{s}",
+          every_steps=progress_every(num_episodes), unit="episode",
+          first_compiles=s == first_seed)
       for e in range(num_episodes):
         t1 = time.time()
         state, info = trainer.update(state,
@@ -440,7 +464,10 @@ def _train_host(name, config, logdir, checkpoints):
           train_seconds += time.time() - t1
         for k in history:
           history[k][e, s] = info[k]
-        progress(e + 1, {"reward": info["reward"]})
+        recent = slice(max(e + 1 - config.moving_average_window, 0), e + 1)
+        progress(e + 1, {
+            "moving_average": float(history["reward"][recent, s].mean()),
+            "rollouts": int(history["num_rollouts"][:e + 1, s].sum())})
       if config.checkpoint_every and s + 1 < num_seeds:
         checkpoints.save(s + 1, {
             "history": history,

@@ -199,10 +199,10 @@ def run_estimator(name: str, config, workdir: str) -> dict[str, Any]:
             "grad_variance": np.asarray(var), "final_phi": np.asarray(phi)}
   runs.save_config(logdir, identity)
   runs.save_result(logdir, result, curves)
-  logging.info("toy: %-10s expected reward %.5f (optimum %.5f), %.1fs",
-               name, result["final_expected_reward"],
+  logging.info("toy: %-10s expected reward %.5f (optimum %.5f), %.1fs "
+               "(compilation %.1fs)", name, result["final_expected_reward"],
                optimum(config.num_categories, config.reward_scale),
-               result["seconds"])
+               result["seconds"], result["compile_seconds"])
   result.update(curves)
   return result
 
@@ -226,7 +226,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
 
 def _train_and_evaluate(config, workdir, names) -> dict[str, Any]:
   """:func:`train_and_evaluate` once it holds the workdir."""
-  results = {name: run_estimator(name, config, workdir) for name in names}
+  results = {}
+  t0 = time.time()
+  for i, name in enumerate(names):
+    results[name] = run_estimator(name, config, workdir)
+    elapsed = time.time() - t0
+    left = elapsed / (i + 1) * (len(names) - i - 1)
+    logging.info("toy: %d/%d estimators done, elapsed %s, ETA %s", i + 1,
+                 len(names), writers.format_seconds(elapsed),
+                 writers.format_seconds(left))
   curve_keys = ("expected_reward", "prob_last", "grad_variance")
   summary = {
       name: {k: v for k, v in r.items()
