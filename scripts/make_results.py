@@ -763,17 +763,12 @@ def rl_figure_learners(runs: list[dict], env: str) -> list[tuple[dict, dict]]:
           if id(learner) in chosen]
 
 
-def rl_figure(runs: list[dict], env: str, path: str) -> bool:
-  """Draws ``env``'s figure-3 panels; returns False when it has no run.
-
-  One row of panels per episode step cap (``max_episode_steps``; rewards of
-  3,000-step episodes are on another scale than those of 500-step ones),
-  the runs of :func:`rl_figure_learners`.
-  """
-  pairs = rl_figure_learners(runs, env)
-  if not pairs:
-    return False
-  from arsm_jax import plotting  # pylint: disable=g-import-not-at-top
+def rl_figure_groups(pairs: list[tuple[dict, dict]], env: str) -> list[dict]:
+  """The rows of ``env``'s figure, one per episode step cap
+  (``max_episode_steps``: rewards of 3,000-step episodes are on another
+  scale than those of 500-step ones), smallest cap first: ``{"title",
+  "cap", "series"}`` as :func:`arsm_jax.plotting.plot_rl_groups` takes
+  them."""
   by_cap, seen = {}, {}
   for _, learner in pairs:
     c = learner["curves"]
@@ -786,13 +781,24 @@ def rl_figure(runs: list[dict], env: str, path: str) -> bool:
         "variance_episode": c["variance_episode"]})
     seen[learner["name"]] = seen.get(learner["name"], 0) + 1
   default_cap = RL_STEP_LIMITS.get(env)
-  groups = [{"title": ("episodes up to the environment's own step limit"
-                       if cap is None else
-                       f"episodes of at most {cap:,} steps"
-                       + (" (the environment's limit)" if cap == default_cap
-                          else "")),
-             "series": by_cap[cap]}
-            for cap in sorted(by_cap, key=lambda c: (c is None, c or 0))]
+  return [{"title": ("episodes up to the environment's own step limit"
+                     if cap is None else
+                     f"episodes of at most {cap:,} steps"
+                     + (" (the environment's limit)" if cap == default_cap
+                        else "")),
+           "cap": cap, "series": by_cap[cap]}
+          for cap in sorted(by_cap, key=lambda c: (c is None, c or 0))]
+
+
+def rl_figure(runs: list[dict], env: str, path: str) -> bool:
+  """Draws ``env``'s figure-3 panels (the runs of
+  :func:`rl_figure_learners`, in the rows of :func:`rl_figure_groups`);
+  returns False when it has no run."""
+  pairs = rl_figure_learners(runs, env)
+  if not pairs:
+    return False
+  from arsm_jax import plotting  # pylint: disable=g-import-not-at-top
+  groups = rl_figure_groups(pairs, env)
   first = pairs[0][1]
   window = first["config"].get("moving_average_window", 100)
   plotting.plot_rl_groups(
