@@ -1095,6 +1095,17 @@ def rl_seeds_block(rows: list[dict], runs: list[dict]) -> str:
                "uncertainty")
     out.append(f"* {head}:")
     out += [f"  * {item}" for item in items]
+    steps = [r for r in largest if r.get("total_env_steps")]
+    if steps:
+      out.append("  * Environment steps over all seeds, rollouts included "
+                 "(in parentheses: the episodes' own): " + ", ".join(
+                     f"{_name(r['learner'])} "
+                     f"{r['total_env_steps'] / 1e6:,.1f} million"
+                     + (f" ({r['total_episode_steps'] / 1e6:,.1f} million)"
+                        if r.get("total_episode_steps")
+                        and r["total_episode_steps"] != r["total_env_steps"]
+                        else "")
+                     for r in steps) + ".")
   return "\n".join(out).rstrip("\n") + "\n"
 
 
