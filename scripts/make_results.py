@@ -1010,9 +1010,13 @@ def rl_first_seeds(runs: list[dict]) -> list[str]:
         small.setdefault((run["env"], learner["name"], learner["options"],
                           learner["result"]["num_episodes"]),
                          (run, learner))
+  def order(learner):
+    name = learner["name"]
+    return (RL_LEARNERS.index(name) if name in RL_LEARNERS
+            else len(RL_LEARNERS), name)
   for run in runs:
     parts = []
-    for learner in run["learners"]:
+    for learner in sorted(run["learners"], key=order):
       r = learner["result"]
       key = (run["env"], learner["name"], learner["options"],
              r["num_episodes"])
