@@ -1033,7 +1033,7 @@ def rl_first_seeds(runs: list[dict]) -> list[str]:
       part = f"{_name(learner['name'])} {same}/{n}"
       if same < n:
         solved = sum(v is not None for v in first)
-        part += (f" (episodes to solve equal on {equal}/{n}; its first {n} "
+        part += (f" (episodes to solve, or never, equal on {equal}/{n}; its first {n} "
                  f"seeds: {solved}/{n} solved, median "
                  f"{_median_text(rl_median(first))}, against "
                  f"{other['result']['num_solved']}/{n} and "
