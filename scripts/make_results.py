@@ -1033,11 +1033,12 @@ def rl_first_seeds(runs: list[dict]) -> list[str]:
       part = f"{_name(learner['name'])} {same}/{n}"
       if same < n:
         solved = sum(v is not None for v in first)
-        part += (f" (episodes to solve, or never, equal on {equal}/{n}; its first {n} "
-                 f"seeds: {solved}/{n} solved, median "
+        theirs = other["result"]
+        part += (f" (episodes to solve, or never, equal on {equal}/{n}; its "
+                 f"first {n} seeds: {solved}/{n} solved, median "
                  f"{_median_text(rl_median(first))}, against "
-                 f"{other['result']['num_solved']}/{n} and "
-                 f"{_median_text(other['result']['median_episodes_to_solve'])})")
+                 f"{theirs['num_solved']}/{n} and "
+                 f"{_median_text(theirs['median_episodes_to_solve'])})")
       parts.append(part)
       compared = other_run["name"]
     if parts:
