@@ -977,7 +977,8 @@ def rl_comparison(arsm: dict, other: dict) -> str:
     text += f"the intervals are disjoint, {name} is faster"
     slow, fast, diff_name = arsm, other, f"ARSM's median minus {name}'s"
   elif np.isinf(arsm_low) and np.isinf(other_low):
-    return text + "neither median is reached in most resamples."
+    return (text + "neither median is reached in at least "
+            f"{(1 + BOOTSTRAP_LEVEL) / 2:.0%} of the resamples.")
   else:
     text += "the intervals overlap, so this does not rank them"
     slow, fast, diff_name = other, arsm, f"{name}'s median minus ARSM's"
