@@ -957,10 +957,45 @@ def _diff_text(value: float) -> str:
   return f"{value:g}".replace("-", "−")
 
 
+def solved_difference_interval(solve, base, level: float = BOOTSTRAP_LEVEL,
+                               resamples: int = BOOTSTRAP_RESAMPLES) -> tuple:
+  """Bootstrap interval ``(low, high)`` of the share of seeds ``solve``
+  solves minus the share ``base`` solves (each resampled independently)."""
+  def shares(values, seed):
+    solved = np.array([v is not None for v in values], np.float64)
+    rng = np.random.default_rng(seed)
+    return solved[rng.integers(0, solved.size,
+                               (resamples, solved.size))].mean(axis=1)
+  return _quantiles(shares(solve, BOOTSTRAP_SEED + 3)
+                    - shares(base, BOOTSTRAP_SEED + 2), level)
+
+
+def _points(value: float) -> str:
+  return f"{value * 100:+.0f}".replace("-", "−")
+
+
 def rl_comparison(arsm: dict, other: dict) -> str:
   """ARSM's row against another learner's (same run): both medians with
-  their intervals, whether the intervals are disjoint, and the interval of
-  the difference of the medians."""
+  their intervals, whether the intervals are disjoint, the interval of the
+  difference of the medians, and (when either solves a seed) the interval
+  of the difference of the shares of seeds solved."""
+  text = _median_comparison(arsm, other)
+  if not arsm["seeds_solved"] and not other["seeds_solved"]:
+    return text
+  name = _name(other["learner"])
+  share = (other["seeds_solved"] / other["seeds"]
+           - arsm["seeds_solved"] / arsm["seeds"])
+  low, high = solved_difference_interval(other["solve"], arsm["solve"])
+  verdict = (f"{name} solves more seeds" if low > 0 else
+             "ARSM solves more seeds" if high < 0 else
+             "no difference at this level")
+  return (text + f" Seeds solved, {name}'s share minus ARSM's: "
+          f"{_points(share)} percentage points ({BOOTSTRAP_LEVEL:.0%} "
+          f"interval [{_points(low)}, {_points(high)}]): {verdict}.")
+
+
+def _median_comparison(arsm: dict, other: dict) -> str:
+  """The medians' part of :func:`rl_comparison`."""
   name = _name(other["learner"])
   def summary(row):
     return (f"{_name(row['learner'])} {row['seeds_solved']}/{row['seeds']} "

@@ -537,6 +537,19 @@ def test_median_difference_interval():
       is None
 
 
+def test_solved_difference_interval():
+  make_results = _load("make_results")
+  all_solved, none_solved = [100] * 50, [None] * 50
+  assert make_results.solved_difference_interval(all_solved, none_solved) \
+      == (1.0, 1.0)
+  half = [100] * 25 + [None] * 25
+  low, high = make_results.solved_difference_interval(half, half)
+  assert -0.3 < low < 0 < high < 0.3              # no difference
+  low, high = make_results.solved_difference_interval(
+      [100] * 40 + [None] * 10, [100] * 10 + [None] * 40)
+  assert 0.45 < low < 0.6 < high < 0.75            # 60 points more
+
+
 def _solve_row(learner, solve, run="r", options="", env="CartPole-v1"):
   make_results = _load("make_results")
   low, high = make_results.median_interval(solve)
@@ -555,6 +568,8 @@ def test_rl_comparison_says_what_survives_the_intervals():
   assert text.startswith("ARSM 50/50 solved, median 174.5 [")
   assert "the intervals are disjoint, ARSM is faster" in text
   assert "(A2C's median minus ARSM's: 350 episodes, 90% interval [" in text
+  assert "Seeds solved, A2C's share minus ARSM's: −10 percentage points " \
+      "(90% interval [" in text
   close = _solve_row("a2c", [151 + i for i in range(50)])
   assert "the intervals overlap" in make_results.rl_comparison(arsm, close)
   never = _solve_row("relax", [None] * 10)
