@@ -4,8 +4,9 @@
 (figure 3, called by the RL task), :func:`plot_vae` (figure 2, called by
 ``experiments/vae_figure.py`` on finished or running VAE workdirs), and from
 collected runs (called by ``scripts/make_results.py``)
-:func:`plot_vae_panel` (figure 2, seed medians), :func:`plot_rl_panels`
-(figure 3, several runs and options per learner) and :func:`plot_rl_seeds`
+:func:`plot_vae_panel` (figure 2, seed medians), :func:`plot_rl_groups`
+(figure 3, several runs and options per learner, one row of panels per step
+cap; :func:`plot_rl_panels` for one row) and :func:`plot_rl_seeds`
 (per-seed RL diagnostics).
 """
 
@@ -281,14 +282,29 @@ def _median_band(ax, x, values, col, style="-", label=None, band=True):
 def plot_rl_panels(series: Sequence[Mapping[str, Any]], path: str, title: str,
                    threshold: float,
                    log_variance_floor: float = float(np.log(1e-30))) -> None:
-  """Figure 3 from collected runs: training reward, test reward, log variance.
+  """Figure 3 of one group of runs (:func:`plot_rl_groups` with one row)."""
+  plot_rl_groups([{"title": "", "series": series}], path, title, threshold,
+                 log_variance_floor)
 
-  Each panel shows the median over seeds and the 10th-90th percentile band,
-  one colour per (learner, options) (:func:`variant_style`).
+
+def plot_rl_groups(groups: Sequence[Mapping[str, Any]], path: str, title: str,
+                   threshold: float,
+                   log_variance_floor: float = float(np.log(1e-30))) -> None:
+  """Figure 3 from collected runs, one row of panels per group.
+
+  A group holds runs that share an axis (the figure's caller puts runs with
+  different episode step caps in different groups: their rewards are on
+  different scales). Its panels: training reward, test reward and log
+  gradient variance, each the median over seeds and (rewards) the
+  10th-90th percentile band, one colour per (learner, options)
+  (:func:`variant_style`); a panel no run of the group has data for (no
+  test episodes, no variance measurements) is left out, not drawn empty.
+  Each row has its own legend.
 
   Args:
-    series: per line ``{"label", "learner", "variant" (index among the
-      lines of that learner), "moving_average" [E, S],
+    groups: per row ``{"title", "series"}``, ``series`` per line
+      ``{"label", "learner", "variant" (index among the lines of that
+      learner in the figure), "moving_average" [E, S],
       "test_moving_average" [E, S] or None, "log_grad_variance" [M, S],
       "variance_episode" [M]}``.
     path: the image to write.
@@ -296,47 +312,77 @@ def plot_rl_panels(series: Sequence[Mapping[str, Any]], path: str, title: str,
     threshold: the solved threshold, drawn dotted on the reward panels.
     log_variance_floor: the log variance of an exactly constant estimate.
   """
-  fig, axes = plt.subplots(1, 3, figsize=(17, 5.2))
-  any_variance = False
-  for line in series:
-    col, style = variant_style(line["learner"], line.get("variant", 0))
-    ma = np.asarray(line["moving_average"])                  # [E, S]
-    _median_band(axes[0], np.arange(1, ma.shape[0] + 1), ma, col, style,
-                 line["label"])
-    test = line.get("test_moving_average")
-    if test is not None:
-      test = np.asarray(test)                                 # [E, S]
-      _median_band(axes[1], np.arange(1, test.shape[0] + 1), test, col,
+  groups = [g for g in groups if g["series"]]
+  layouts = []
+  for group in groups:
+    panels = ["train"]
+    if any(s.get("test_moving_average") is not None for s in group["series"]):
+      panels.append("test")
+    if any(np.asarray(s["log_grad_variance"]).size for s in group["series"]):
+      panels.append("variance")
+    layouts.append(panels)
+  ncols = max((len(p) for p in layouts), default=1)
+  legend_rows = [(len(g["series"]) + 2) // 3 for g in groups]
+  heights = [4.4 + 0.2 * n + (0.3 if g["title"] else 0.0)
+             for g, n in zip(groups, legend_rows)]
+  heights[0] += 0.3                           # the figure's title
+  fig = plt.figure(figsize=(5.7 * ncols, sum(heights)))
+  subfigs = (fig.subfigures(len(groups), 1, height_ratios=heights,
+                            squeeze=False)[:, 0] if groups else [])
+  for i, (subfig, group, panels, nleg) in enumerate(
+      zip(subfigs, groups, layouts, legend_rows)):
+    heading = "\n".join(filter(None, [title if i == 0 else "",
+                                      group["title"]]))
+    axes = subfig.subplots(1, ncols, squeeze=False)[0]
+    for ax in axes[len(panels):]:
+      ax.remove()                    # a row with fewer panels than another
+    axes = dict(zip(panels, axes))
+    for line in group["series"]:
+      col, style = variant_style(line["learner"], line.get("variant", 0))
+      ma = np.asarray(line["moving_average"])                 # [E, S]
+      _median_band(axes["train"], np.arange(1, ma.shape[0] + 1), ma, col,
                    style, line["label"])
-    lv = np.maximum(np.asarray(line["log_grad_variance"], np.float64),
-                    log_variance_floor)                       # [M, S]
-    if lv.size:
-      any_variance = True
-      _median_band(axes[2], np.asarray(line["variance_episode"]), lv, col,
-                   style, line["label"], band=False)
-  for ax in axes[:2]:
-    ax.axhline(threshold, color="k", ls=":", lw=0.8)
-    ax.set_ylabel("moving-average reward")
-  axes[0].set_title("training episodes")
-  axes[1].set_title("one test episode after each update (the authors' score)")
-  axes[2].set_title("log variance of the policy gradient (median)")
-  if any_variance:
-    axes[2].axhline(log_variance_floor, color="k", ls=":", lw=0.8)
-    axes[2].set_ylabel(f"log variance (floor {log_variance_floor:.0f}: "
-                       "exactly zero)")
-  else:
-    axes[2].text(0.5, 0.5, "not measured in these runs", ha="center",
-                 va="center",
-                 transform=axes[2].transAxes)
-  for ax in axes:
-    ax.set_xlabel("episode")
-    ax.grid(alpha=0.3)
-  handles, labels = axes[0].get_legend_handles_labels()
-  if handles:
-    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 3),
-               fontsize=8, frameon=False)
-  fig.suptitle(title, fontsize=10)
-  fig.tight_layout(rect=(0, 0.04 + 0.035 * ((len(labels) + 2) // 3), 1, 1))
+      test = line.get("test_moving_average")
+      if test is not None:
+        test = np.asarray(test)                                # [E, S]
+        _median_band(axes["test"], np.arange(1, test.shape[0] + 1), test,
+                     col, style, line["label"])
+      lv = np.asarray(line["log_grad_variance"], np.float64)  # [M, S]
+      if lv.size:
+        _median_band(axes["variance"], np.asarray(line["variance_episode"]),
+                     np.maximum(lv, log_variance_floor), col, style,
+                     line["label"], band=False)
+    axes["train"].set_title("training episodes")
+    if "test" in axes:
+      axes["test"].set_title(
+          "one test episode after each update (the authors' score)")
+    for name in ("train", "test"):
+      if name in axes:
+        axes[name].axhline(threshold, color="k", ls=":", lw=0.8)
+        axes[name].set_ylabel("moving-average reward")
+    if "variance" in axes:
+      ax = axes["variance"]
+      ax.set_title("log variance of the policy gradient (median)")
+      ax.axhline(log_variance_floor, color="k", ls=":", lw=0.8)
+      ax.set_ylabel(f"log variance (floor {log_variance_floor:.0f}: "
+                    "exactly zero)")
+    for ax in axes.values():
+      ax.set_xlabel("episode")
+      ax.grid(alpha=0.3)
+    handles, labels = axes["train"].get_legend_handles_labels()
+    if handles:
+      subfig.legend(handles, labels, loc="lower center",
+                    ncol=min(len(labels), 3), fontsize=8, frameon=False)
+    if heading:
+      subfig.suptitle(heading, fontsize=10)
+    height = heights[i]
+    subfig.subplots_adjust(
+        left=0.06 if ncols > 1 else 0.12, right=0.98, wspace=0.25,
+        top=1 - (0.4 + 0.2 * heading.count("\n") + 0.3 * bool(heading))
+        / height,
+        bottom=(0.5 + 0.2 * nleg) / height)
+  if not groups:
+    fig.suptitle(title, fontsize=10)
   fig.savefig(path, dpi=100, metadata={"Software": None})
   plt.close(fig)
 

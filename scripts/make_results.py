@@ -21,22 +21,33 @@ learner ``config.json`` and the reduced ``curves.npz``):
 * ``docs/results/rl.csv``: one row per (env, learner, options) of each run;
   ``options`` are the learner's config fields that differ from
   ``configs/rl.py``'s defaults for that environment (``seeds`` and
-  ``episodes`` are columns of their own);
+  ``episodes`` are columns of their own); the median episodes to solve with
+  its percentile bootstrap interval (:func:`median_interval`:
+  :data:`BOOTSTRAP_RESAMPLES` resamples of the seeds, seed
+  :data:`BOOTSTRAP_SEED`, unsolved seeds infinitely slow; an empty cell is
+  "not reached");
 * ``docs/results/rl_table.md``: the same, for ``docs/experiments/rl.md``;
-* ``docs/results/rl_arsm_seeds.md``: per ARSM run and seed, what its policy
-  ended as (entropy, eligible fraction, rollouts over the last window of
-  episodes; from which episode the gradient was exactly zero for good);
+* ``docs/results/rl_arsm_seeds.md``: per ARSM run of at most ten seeds and
+  per seed, what its policy ended as (entropy, eligible fraction, rollouts
+  over the last window of episodes; from which episode the gradient was
+  exactly zero for good);
 * ``docs/rl_cartpole.png``, ``docs/rl_acrobot.png``, ``docs/rl_lunarlander.png``
   (for the environments that have runs): the poster's figure-3 panels,
   moving-average reward of the training and of the test episodes (median
   over seeds, 10th-90th percentile band) and the log gradient variance, one
-  colour per (learner, options);
+  colour per (learner, options), per (learner, options) the run with the
+  most seeds, one row of panels per episode step cap, panels without data
+  left out;
 * ``docs/rl_acrobot_collapse.png``: per ARSM run on Acrobot-v1, per seed,
   policy entropy, eligible fraction and log gradient variance against
   episode, seeds that never solved in red.
 
 and, from both, the README's summary of figures 2 and 3 (the text between
-``<!-- results-headlines:start -->`` and ``<!-- results-headlines:end -->``).
+``<!-- results-headlines:start -->`` and ``<!-- results-headlines:end -->``);
+and in ``docs/experiments/rl.md`` the text between ``<!-- rl-seeds:start -->``
+and ``<!-- rl-seeds:end -->``: figure 3's rows with a bootstrap interval of
+each median, whether the first ten seeds of a larger run repeat the
+ten-seed run, and which comparisons survive the intervals.
 
 ``--check`` compares the text outputs and fails when an RL figure is missing
 (figures are not compared byte for byte).
@@ -308,7 +319,8 @@ def vae_figure(runs: list[dict], model: str, path: str,
 
 RL_COLUMNS = (
     "env", "learner", "options", "seeds", "episodes",
-    "median_episodes_to_solve", "seeds_solved", "episodes_to_solve",
+    "median_episodes_to_solve", "median_interval_low",
+    "median_interval_high", "seeds_solved", "episodes_to_solve",
     "median_test_episodes_to_solve", "test_seeds_solved",
     "final_moving_average_median", "final_test_moving_average_median",
     "final_entropy_median", "final_eligible_fraction_median",
@@ -335,6 +347,72 @@ LOG_VARIANCE_FLOOR = float(np.log(1e-30))
 # Measurements at most this far above the floor count as exactly zero (the
 # floor is stored in float32).
 _FLOOR_TOLERANCE = 1e-3
+# The bootstrap interval of the median episodes to solve: its level, the
+# number of resamples and the fixed seed of its random numbers.
+BOOTSTRAP_LEVEL = 0.90
+BOOTSTRAP_RESAMPLES = 10_000
+BOOTSTRAP_SEED = 0
+# The poster's number of seeds; the per-seed table and the collapse figure
+# cover the ARSM runs of at most this many seeds (the larger runs are
+# summarised by their intervals).
+POSTER_SEEDS = 10
+
+
+def bootstrap_medians(solve, resamples: int = BOOTSTRAP_RESAMPLES,
+                      seed: int = BOOTSTRAP_SEED) -> np.ndarray:
+  """``[resamples]`` medians of the episodes to solve ``solve`` (per seed,
+  ``None`` for never) over resamples of the seeds with replacement.
+
+  Unsolved seeds count as infinitely slow, as in
+  ``arsm_jax.tasks.rl.median_episodes``, so a median is ``inf`` when half or
+  more of a resample's seeds never solve (the median of an even number is
+  the mean of the middle two).
+  """
+  values = np.array([np.inf if v is None else v for v in solve], np.float64)
+  if not values.size:
+    raise ValueError("no seeds to resample")
+  rng = np.random.default_rng(seed)
+  picks = rng.integers(0, values.size, (resamples, values.size))
+  return np.median(values[picks], axis=1)
+
+
+def _quantiles(values: np.ndarray, level: float) -> tuple:
+  """The ``(1 - level) / 2`` and ``(1 + level) / 2`` quantiles of
+  ``values``, each one of the values (no interpolation, so that infinite
+  values stay infinite)."""
+  low, high = np.quantile(values, [(1 - level) / 2, (1 + level) / 2],
+                          method="inverted_cdf")
+  return float(low), float(high)
+
+
+def median_interval(solve, level: float = BOOTSTRAP_LEVEL,
+                    resamples: int = BOOTSTRAP_RESAMPLES,
+                    seed: int = BOOTSTRAP_SEED) -> tuple:
+  """Percentile bootstrap interval ``(low, high)`` of the median episodes to
+  solve; an end is ``None`` ("not reached") where that quantile of the
+  resampled medians is infinite."""
+  low, high = _quantiles(bootstrap_medians(solve, resamples, seed), level)
+  return (low if np.isfinite(low) else None,
+          high if np.isfinite(high) else None)
+
+
+def median_difference_interval(slow, fast, level: float = BOOTSTRAP_LEVEL,
+                               resamples: int = BOOTSTRAP_RESAMPLES) -> tuple:
+  """Bootstrap interval of ``median(slow) - median(fast)`` (episodes to
+  solve per seed of two learners, resampled independently).
+
+  Returns ``(low, high, defined)``: the quantiles over the ``defined``
+  resamples where at least one of the two medians is reached (where both
+  are not, the difference is undefined), ``inf`` or ``-inf`` where one
+  median is not reached; ``None`` when no resample has a defined one.
+  """
+  with np.errstate(invalid="ignore"):                 # inf - inf: nan
+    diff = (bootstrap_medians(slow, resamples, BOOTSTRAP_SEED + 1)
+            - bootstrap_medians(fast, resamples, BOOTSTRAP_SEED))
+  diff = diff[~np.isnan(diff)]
+  if not diff.size:
+    return None
+  return (*_quantiles(diff, level), int(diff.size))
 
 
 def rl_moving_average(rewards: np.ndarray, window: int) -> np.ndarray:
@@ -455,15 +533,22 @@ def _rl_sort_key(row: dict) -> tuple:
           else len(env_order), row["env"],
           RL_LEARNERS.index(learner) if learner in RL_LEARNERS
           else len(RL_LEARNERS), learner, row["options"] != "",
-          row["options"], row["run"])
+          row["options"], row["seeds"], row["run"])
 
 
 def rl_rows(runs: list[dict]) -> list[dict]:
-  """One row per (run, learner), sorted by env, learner, options."""
+  """One row per (run, learner), sorted by env, learner, options.
+
+  Each row has the columns :data:`RL_COLUMNS` (``median_interval_low`` and
+  ``_high``: :func:`median_interval`, ``None``, an empty cell in the CSV,
+  for "not reached", as for the median) and ``solve``, the episodes to
+  solve per seed as a list.
+  """
   rows = []
   for run in runs:
     for learner in run["learners"]:
       r = learner["result"]
+      interval = median_interval(r["episodes_to_solve"])
       rows.append({
           "env": run["env"],
           "learner": learner["name"],
@@ -471,7 +556,10 @@ def rl_rows(runs: list[dict]) -> list[dict]:
           "seeds": r["num_seeds"],
           "episodes": r["num_episodes"],
           "median_episodes_to_solve": r["median_episodes_to_solve"],
+          "median_interval_low": interval[0],
+          "median_interval_high": interval[1],
           "seeds_solved": r["num_solved"],
+          "solve": list(r["episodes_to_solve"]),
           "episodes_to_solve": _solve_text(r["episodes_to_solve"]),
           "median_test_episodes_to_solve": r.get(
               "median_test_episodes_to_solve"),
@@ -504,15 +592,30 @@ def _median_text(value) -> str:
   return "not reached" if value is None else f"{value:g}"
 
 
+def _interval_text(low, high) -> str:
+  """``[low, high]`` of a median's interval, "not reached" for ``None``."""
+  return f"[{_median_text(low)}, {_median_text(high)}]"
+
+
+def _per_seed_text(row: dict) -> str:
+  """The episodes to solve per seed of a table row; runs of more than
+  :data:`POSTER_SEEDS` seeds have theirs in rl.csv only."""
+  if row["seeds"] > POSTER_SEEDS:
+    return "in rl.csv"
+  return row["episodes_to_solve"].replace("-", "–")
+
+
 def rl_table(rows: list[dict]) -> str:
   """Markdown: one line per (env, learner, options) of each run."""
   lines = [
       "| env | learner | options | seeds × episodes "
-      "| episodes to solve (per seed) | median | solved | test: median "
+      "| episodes to solve (per seed) | median "
+      f"| {BOOTSTRAP_LEVEL:.0%} interval of the median | solved "
+      "| test: median "
       "| test: solved | final moving average | final test moving average "
       "| final entropy | eligible fraction | rollouts/episode | env steps/s "
       "| run |",
-      "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+      "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
   for row in rows:
     seeds = row["seeds"]
     test_solved = row["test_seeds_solved"]
@@ -520,8 +623,10 @@ def rl_table(rows: list[dict]) -> str:
         row["env"], f"`{row['learner']}`",
         row["options"].replace(";", "; ") or "-",
         f"{seeds} × {row['episodes']}",
-        row["episodes_to_solve"].replace("-", "–"),
+        _per_seed_text(row),
         _median_text(row["median_episodes_to_solve"]),
+        _interval_text(row["median_interval_low"],
+                       row["median_interval_high"]),
         f"{row['seeds_solved']}/{seeds}",
         ("-" if test_solved is None
          else _median_text(row["median_test_episodes_to_solve"])),
@@ -555,7 +660,8 @@ def _stays_zero_from(values: np.ndarray):
 
 
 def rl_seed_rows(runs: list[dict]) -> list[dict]:
-  """Per ARSM learner of each run and per seed, what its policy ended as.
+  """Per ARSM learner of each run of at most :data:`POSTER_SEEDS` seeds and
+  per seed, what its policy ended as.
 
   The episodes that ended before the step cap (on Acrobot-v1: reached the
   goal), over the whole run and over the last ``moving_average_window``
@@ -568,7 +674,8 @@ def rl_seed_rows(runs: list[dict]) -> list[dict]:
   rows = []
   for run in runs:
     for learner in run["learners"]:
-      if learner["name"] != "arsm":
+      if (learner["name"] != "arsm"
+          or learner["result"]["num_seeds"] > POSTER_SEEDS):
         continue
       c = learner["curves"]
       window = learner["config"].get("moving_average_window", 100)
@@ -647,19 +754,41 @@ def _env_learners(runs: list[dict], env: str) -> list[tuple[dict, dict]]:
            for learner in run["learners"]]
   return sorted(pairs, key=lambda p: _rl_sort_key(
       {"env": env, "learner": p[1]["name"], "options": p[1]["options"],
-       "run": p[0]["name"]}))
+       "seeds": p[1]["result"]["num_seeds"], "run": p[0]["name"]}))
 
 
-def rl_figure(runs: list[dict], env: str, path: str) -> bool:
-  """Draws ``env``'s figure-3 panels; returns False when it has no run."""
-  pairs = _env_learners(runs, env)
-  if not pairs:
-    return False
-  from arsm_jax import plotting  # pylint: disable=g-import-not-at-top
-  series, seen = [], {}
+def _step_cap(env: str, learner: dict):
+  return (learner["config"].get("max_episode_steps")
+          or RL_STEP_LIMITS.get(env))
+
+
+def rl_figure_learners(runs: list[dict], env: str) -> list[tuple[dict, dict]]:
+  """The (run, learner) pairs ``env``'s figure draws: per (learner,
+  options) the run with the most seeds (then episodes), so that a band is
+  drawn from all the seeds collected, and the seeds of a smaller run of the
+  same learner (the poster's ten, which a 50-seed run repeats) are not drawn
+  twice."""
+  best = {}
+  for run, learner in _env_learners(runs, env):
+    key = (learner["name"], learner["options"])
+    size = (learner["result"]["num_seeds"], learner["result"]["num_episodes"])
+    if key not in best or size > best[key][0]:
+      best[key] = (size, run, learner)
+  chosen = {id(learner) for _, _, learner in best.values()}
+  return [(run, learner) for run, learner in _env_learners(runs, env)
+          if id(learner) in chosen]
+
+
+def rl_figure_groups(pairs: list[tuple[dict, dict]], env: str) -> list[dict]:
+  """The rows of ``env``'s figure, one per episode step cap
+  (``max_episode_steps``: rewards of 3,000-step episodes are on another
+  scale than those of 500-step ones), smallest cap first: ``{"title",
+  "cap", "series"}`` as :func:`arsm_jax.plotting.plot_rl_groups` takes
+  them."""
+  by_cap, seen = {}, {}
   for _, learner in pairs:
     c = learner["curves"]
-    series.append({
+    by_cap.setdefault(_step_cap(env, learner), []).append({
         "label": _rl_label(learner), "learner": learner["name"],
         "variant": seen.get(learner["name"], 0),
         "moving_average": c["moving_average"],
@@ -667,12 +796,30 @@ def rl_figure(runs: list[dict], env: str, path: str) -> bool:
         "log_grad_variance": c["log_grad_variance"],
         "variance_episode": c["variance_episode"]})
     seen[learner["name"]] = seen.get(learner["name"], 0) + 1
+  default_cap = RL_STEP_LIMITS.get(env)
+  return [{"title": ("episodes up to the environment's own step limit"
+                     if cap is None else
+                     f"episodes of at most {cap:,} steps"
+                     + (" (the environment's limit)" if cap == default_cap
+                        else "")),
+           "cap": cap, "series": by_cap[cap]}
+          for cap in sorted(by_cap, key=lambda c: (c is None, c or 0))]
+
+
+def rl_figure(runs: list[dict], env: str, path: str) -> bool:
+  """Draws ``env``'s figure-3 panels (the runs of
+  :func:`rl_figure_learners`, in the rows of :func:`rl_figure_groups`);
+  returns False when it has no run."""
+  pairs = rl_figure_learners(runs, env)
+  if not pairs:
+    return False
+  from arsm_jax import plotting  # pylint: disable=g-import-not-at-top
+  groups = rl_figure_groups(pairs, env)
   first = pairs[0][1]
-  seeds = sorted({learner["result"]["num_seeds"] for _, learner in pairs})
   window = first["config"].get("moving_average_window", 100)
-  plotting.plot_rl_panels(
-      series, path,
-      f"{env}: median of {'/'.join(map(str, seeds))} seeds, bands "
+  plotting.plot_rl_groups(
+      groups, path,
+      f"{env}: median over seeds (seeds solved/seeds in each label), bands "
       f"10th-90th percentile, moving average over {window} episodes",
       first["result"]["solved_threshold"], LOG_VARIANCE_FLOOR)
   return True
@@ -680,9 +827,11 @@ def rl_figure(runs: list[dict], env: str, path: str) -> bool:
 
 def rl_collapse_figure(runs: list[dict], path: str,
                        env: str = "Acrobot-v1") -> bool:
-  """Per-seed diagnostics of each ARSM run on ``env``; False when none."""
+  """Per-seed diagnostics of each ARSM run on ``env`` of at most
+  :data:`POSTER_SEEDS` seeds; False when none."""
   pairs = [(run, learner) for run, learner in _env_learners(runs, env)
-           if learner["name"] == "arsm"]
+           if learner["name"] == "arsm"
+           and learner["result"]["num_seeds"] <= POSTER_SEEDS]
   if not pairs:
     return False
   from arsm_jax import plotting  # pylint: disable=g-import-not-at-top
@@ -711,7 +860,8 @@ def rl_figure_paths(runs: list[dict], docs: str = DOCS) -> list[str]:
   collapse figure when ARSM ran on Acrobot-v1)."""
   paths = [os.path.join(docs, f"rl_{_env_key(env)}.png")
            for env in sorted({run["env"] for run in runs})]
-  if any(learner["name"] == "arsm" for run in runs
+  if any(learner["name"] == "arsm"
+         and learner["result"]["num_seeds"] <= POSTER_SEEDS for run in runs
          if run["env"] == "Acrobot-v1" for learner in run["learners"]):
     paths.append(os.path.join(docs, "rl_acrobot_collapse.png"))
   return paths
@@ -788,24 +938,254 @@ def vae_headline(rows: list[dict]) -> str:
   return text + "."
 
 
+# Fewer seeds than this in an environment's largest set: the generated text
+# says that its intervals carry the uncertainty of few seeds.
+RL_MANY_SEEDS = 50
+# docs/experiments/rl.md's generated block (the seeds, intervals and what
+# survives them) sits between these markers.
+RL_SEEDS_START = "<!-- rl-seeds:start -->"
+RL_SEEDS_END = "<!-- rl-seeds:end -->"
+
+
+def _name(learner: str) -> str:
+  return _LEARNER_NAMES.get(learner, learner)
+
+
+def _largest_default_rows(rows: list[dict], env: str) -> list[dict]:
+  """``env``'s rows with the default options of its run with the most seeds
+  that has a default ARSM row (or, without one, of any run)."""
+  default = [r for r in rows if r["env"] == env and not r["options"]]
+  with_arsm = {r["run"] for r in default if r["learner"] == "arsm"}
+  candidates = [r for r in default if r["run"] in with_arsm] or default
+  if not candidates:
+    return []
+  run = max(candidates, key=lambda r: (r["seeds"], r["episodes"]))["run"]
+  return [r for r in default if r["run"] == run]
+
+
+def _upper(value) -> float:
+  return np.inf if value is None else value
+
+
+def _diff_text(value: float) -> str:
+  if np.isinf(value):
+    return "∞" if value > 0 else "−∞"
+  return f"{value:g}".replace("-", "−")
+
+
+def solved_difference_interval(solve, base, level: float = BOOTSTRAP_LEVEL,
+                               resamples: int = BOOTSTRAP_RESAMPLES) -> tuple:
+  """Bootstrap interval ``(low, high)`` of the share of seeds ``solve``
+  solves minus the share ``base`` solves (each resampled independently)."""
+  def shares(values, seed):
+    solved = np.array([v is not None for v in values], np.float64)
+    rng = np.random.default_rng(seed)
+    return solved[rng.integers(0, solved.size,
+                               (resamples, solved.size))].mean(axis=1)
+  return _quantiles(shares(solve, BOOTSTRAP_SEED + 3)
+                    - shares(base, BOOTSTRAP_SEED + 2), level)
+
+
+def _points(value: float) -> str:
+  return f"{value * 100:+.0f}".replace("-", "−")
+
+
+def rl_comparison(arsm: dict, other: dict) -> str:
+  """ARSM's row against another learner's (same run): both medians with
+  their intervals, whether the intervals are disjoint, the interval of the
+  difference of the medians, and (when either solves a seed) the interval
+  of the difference of the shares of seeds solved."""
+  text = _median_comparison(arsm, other)
+  if not arsm["seeds_solved"] and not other["seeds_solved"]:
+    return text
+  name = _name(other["learner"])
+  share = (other["seeds_solved"] / other["seeds"]
+           - arsm["seeds_solved"] / arsm["seeds"])
+  low, high = solved_difference_interval(other["solve"], arsm["solve"])
+  verdict = (f"{name} solves more seeds" if low > 0 else
+             "ARSM solves more seeds" if high < 0 else
+             "no difference at this level")
+  return (text + f" Seeds solved, {name}'s share minus ARSM's: "
+          f"{_points(share)} percentage points ({BOOTSTRAP_LEVEL:.0%} "
+          f"interval [{_points(low)}, {_points(high)}]): {verdict}.")
+
+
+def _median_comparison(arsm: dict, other: dict) -> str:
+  """The medians' part of :func:`rl_comparison`."""
+  name = _name(other["learner"])
+  def summary(row):
+    return (f"{_name(row['learner'])} {row['seeds_solved']}/{row['seeds']} "
+            f"solved, median {_median_text(row['median_episodes_to_solve'])} "
+            + _interval_text(row["median_interval_low"],
+                             row["median_interval_high"]))
+  text = f"{summary(arsm)}; {summary(other)}: "
+  arsm_low = _upper(arsm["median_interval_low"])
+  other_low = _upper(other["median_interval_low"])
+  if _upper(arsm["median_interval_high"]) < other_low:
+    text += "the intervals are disjoint, ARSM is faster"
+    slow, fast, diff_name = other, arsm, f"{name}'s median minus ARSM's"
+  elif _upper(other["median_interval_high"]) < arsm_low:
+    text += f"the intervals are disjoint, {name} is faster"
+    slow, fast, diff_name = arsm, other, f"ARSM's median minus {name}'s"
+  elif np.isinf(arsm_low) and np.isinf(other_low):
+    return (text + "neither median is reached in at least "
+            f"{(1 + BOOTSTRAP_LEVEL) / 2:.0%} of the resamples.")
+  else:
+    text += "the intervals overlap, so this does not rank them"
+    slow, fast, diff_name = other, arsm, f"{name}'s median minus ARSM's"
+  diff = median_difference_interval(slow["solve"], fast["solve"])
+  if diff is None or np.isinf(diff[0]):
+    return text + "."           # the slower one's median is not reached
+  point = ""
+  if (slow["median_episodes_to_solve"] is not None
+      and fast["median_episodes_to_solve"] is not None):
+    point = _diff_text(slow["median_episodes_to_solve"]
+                       - fast["median_episodes_to_solve"]) + " episodes, "
+  over = ("" if diff[2] == BOOTSTRAP_RESAMPLES else
+          f", over the {diff[2]:,} resamples where at least one median is "
+          "reached")
+  return (text + f" ({diff_name}: {point}{BOOTSTRAP_LEVEL:.0%} interval "
+          f"[{_diff_text(diff[0])}, {_diff_text(diff[1])}]{over}).")
+
+
+def rl_first_seeds(runs: list[dict]) -> list[str]:
+  """Per run of more than :data:`POSTER_SEEDS` seeds and learner that a
+  :data:`POSTER_SEEDS`-seed run of the same environment, options and
+  episodes also has: on how many of the first seeds the two give identical
+  training rewards (the seeds are ``fold_in(base, i)`` in both), and,
+  where not all, what the first seeds of the larger run give."""
+  lines = []
+  small = {}
+  for run in runs:
+    for learner in run["learners"]:
+      if learner["result"]["num_seeds"] == POSTER_SEEDS:
+        small.setdefault((run["env"], learner["name"], learner["options"],
+                          learner["result"]["num_episodes"]),
+                         (run, learner))
+  def order(learner):
+    name = learner["name"]
+    return (RL_LEARNERS.index(name) if name in RL_LEARNERS
+            else len(RL_LEARNERS), name)
+  for run in runs:
+    parts = []
+    for learner in sorted(run["learners"], key=order):
+      r = learner["result"]
+      key = (run["env"], learner["name"], learner["options"],
+             r["num_episodes"])
+      if r["num_seeds"] <= POSTER_SEEDS or key not in small:
+        continue
+      other_run, other = small[key]
+      n = POSTER_SEEDS
+      same = int(np.sum(np.all(
+          learner["curves"]["reward"][:, :n] == other["curves"]["reward"],
+          axis=0)))
+      first = r["episodes_to_solve"][:n]
+      equal = sum(a == b for a, b in zip(first,
+                                         other["result"]["episodes_to_solve"]))
+      part = f"{_name(learner['name'])} {same}/{n}"
+      if same < n:
+        solved = sum(v is not None for v in first)
+        theirs = other["result"]
+        part += (f" (episodes to solve, or never, equal on {equal}/{n}; its "
+                 f"first {n} seeds: {solved}/{n} solved, median "
+                 f"{_median_text(rl_median(first))}, against "
+                 f"{theirs['num_solved']}/{n} and "
+                 f"{_median_text(theirs['median_episodes_to_solve'])})")
+      parts.append(part)
+      compared = other_run["name"]
+    if parts:
+      lines.append(
+          f"The first {POSTER_SEEDS} of the {r['num_seeds']} seeds of "
+          f"`{run['name']}` against `{compared}`, seeds with identical "
+          "training rewards in every episode: " + ", ".join(parts) + ".")
+  return lines
+
+
+def rl_median(solve) -> float | None:
+  """``arsm_jax.tasks.rl.median_episodes`` (unsolved seeds infinitely
+  slow; ``None`` when that median is)."""
+  med = float(np.median([np.inf if v is None else v for v in solve]))
+  return med if np.isfinite(med) else None
+
+
+def rl_seeds_block(rows: list[dict], runs: list[dict]) -> str:
+  """The markdown of docs/experiments/rl.md's generated block: figure 3's
+  rows (default options) with their intervals, the first-seeds check and,
+  per environment, ARSM against each other learner on its largest run."""
+  low_q, high_q = (1 - BOOTSTRAP_LEVEL) / 2, (1 + BOOTSTRAP_LEVEL) / 2
+  out = [
+      f"Intervals: percentile bootstrap, {BOOTSTRAP_RESAMPLES:,} resamples "
+      "of the seeds with replacement (NumPy's `default_rng` seeded with "
+      f"{BOOTSTRAP_SEED}), the {low_q:.0%} and {high_q:.0%} quantiles of the "
+      "resampled medians; unsolved seeds count as infinitely slow, so an "
+      "end is \"not reached\" when at least that share of the resampled "
+      "medians is.", "",
+      "| env | learner | seeds × episodes | solved | median "
+      f"| {BOOTSTRAP_LEVEL:.0%} interval | run |",
+      "|---|---|---|---|---|---|---|"]
+  for row in rows:
+    if row["options"]:
+      continue
+    out.append("| " + " | ".join([
+        row["env"], f"`{row['learner']}`",
+        f"{row['seeds']} × {row['episodes']}",
+        f"{row['seeds_solved']}/{row['seeds']}",
+        _median_text(row["median_episodes_to_solve"]),
+        _interval_text(row["median_interval_low"],
+                       row["median_interval_high"]),
+        row["run"]]) + " |")
+  out.append("")
+  for line in rl_first_seeds(runs):
+    out += [line, ""]
+  for env in RL_ENVS:
+    largest = _largest_default_rows(rows, env)
+    arsm = next((r for r in largest if r["learner"] == "arsm"), None)
+    if arsm is None:
+      continue
+    items = [rl_comparison(arsm, r) for r in largest if r is not arsm]
+    if not items:
+      continue
+    head = (f"{env}, {arsm['seeds']} seeds × {arsm['episodes']} episodes "
+            f"(`{arsm['run']}`)")
+    if arsm["seeds"] < RL_MANY_SEEDS:
+      head += (f", only {arsm['seeds']} seeds: its intervals carry that "
+               "uncertainty")
+    out.append(f"* {head}:")
+    out += [f"  * {item}" for item in items]
+    steps = [r for r in largest if r.get("total_env_steps")]
+    if steps:
+      out.append("  * Environment steps over all seeds, rollouts included "
+                 "(in parentheses: the episodes' own): " + ", ".join(
+                     f"{_name(r['learner'])} "
+                     f"{r['total_env_steps'] / 1e6:,.1f} million"
+                     + (f" ({r['total_episode_steps'] / 1e6:,.1f} million)"
+                        if r.get("total_episode_steps")
+                        and r["total_episode_steps"] != r["total_env_steps"]
+                        else "")
+                     for r in steps) + ".")
+  return "\n".join(out).rstrip("\n") + "\n"
+
+
 def rl_headline(rows: list[dict]) -> str:
-  """Per environment, each learner's seeds solved and median episodes to
-  solve, for the runs with the environment's default options."""
+  """Per environment, each learner's seeds solved, median episodes to solve
+  and its interval, on the environment's largest run with default
+  options."""
   parts = []
   for env in RL_ENVS:
-    seen, learners = set(), []
-    for row in rows:
-      if row["env"] != env or row["options"] or row["learner"] in seen:
-        continue
-      seen.add(row["learner"])
+    largest = _largest_default_rows(rows, env)
+    if not largest:
+      continue
+    learners = []
+    for row in largest:
       median = row["median_episodes_to_solve"]
-      learners.append(
-          f"{_LEARNER_NAMES.get(row['learner'], row['learner'])} "
-          f"{row['seeds_solved']}/{row['seeds']}"
-          + ("" if median is None else f" ({median:g})"))
-      episodes = row["episodes"]
-    if learners:
-      parts.append(f"{env}, {episodes} episodes: " + ", ".join(learners))
+      text = f"{_name(row['learner'])} {row['seeds_solved']}/{row['seeds']}"
+      if median is not None:
+        high = row["median_interval_high"]
+        text += (f" ({median:g}; {_median_text(row['median_interval_low'])}"
+                 f"–{'∞' if high is None else format(high, 'g')})")
+      learners.append(text)
+    parts.append(f"{env.split('-')[0]}, {largest[0]['episodes']} episodes: "
+                 + ", ".join(learners))
   if not parts:
     return "no RL run has been collected yet."
   return "; ".join(parts) + "."
@@ -818,8 +1198,8 @@ def readme_headlines(vae: list[dict], rl: list[dict]) -> str:
       f"(figure 2; one layer, lr {HEADLINE_LR_TEXT}): "
       f"{vae_headline(vae)}",
       "[Reinforcement learning](docs/experiments/rl.md) (figure 3; default "
-      "options): seeds solved (100-episode mean at the threshold) and, where "
-      "over half are, the median episodes to solve. "
+      "options): seeds solved; median episodes to solve where reached "
+      f"({BOOTSTRAP_LEVEL:.0%} bootstrap interval). "
       f"{rl_headline(rl)}"]
   return "".join(textwrap.fill(b, 78, initial_indent="* ",
                                subsequent_indent="  ", break_on_hyphens=False,
@@ -838,12 +1218,14 @@ def splice(text: str, block: str, start: str, end: str, path: str) -> str:
   return f"{head}{start}\n{block}{end}{tail}"
 
 
-def outputs(results: str = RESULTS,
-            readme: str | None = None) -> dict[str, str]:
+def outputs(results: str = RESULTS, readme: str | None = None,
+            rl_page: str | None = None) -> dict[str, str]:
   """The text outputs, path -> content (the figures are written directly).
 
   With ``readme`` (a path), the README with its headline block regenerated
-  is one of them.
+  is one of them; with ``rl_page`` (docs/experiments/rl.md), that page with
+  its block between :data:`RL_SEEDS_START` and :data:`RL_SEEDS_END`
+  regenerated (:func:`rl_seeds_block`).
   """
   rows = [vae_row(r) for r in vae_runs(results)]
   runs = rl_runs(results)
@@ -858,6 +1240,10 @@ def outputs(results: str = RESULTS,
     with open(readme, encoding="utf-8") as fh:
       texts[readme] = splice(fh.read(), readme_headlines(rows, rl),
                              HEADLINES_START, HEADLINES_END, readme)
+  if rl_page is not None:
+    with open(rl_page, encoding="utf-8") as fh:
+      texts[rl_page] = splice(fh.read(), rl_seeds_block(rl, runs),
+                              RL_SEEDS_START, RL_SEEDS_END, rl_page)
   return texts
 
 
@@ -875,7 +1261,9 @@ def main(argv=None, results: str = RESULTS, docs: str = DOCS) -> int:
   repo = os.path.dirname(docs)
   stale = []
   readme = os.path.join(repo, "README.md")
-  texts = outputs(results, readme if os.path.exists(readme) else None)
+  rl_page = os.path.join(docs, "experiments", "rl.md")
+  texts = outputs(results, readme if os.path.exists(readme) else None,
+                  rl_page if os.path.exists(rl_page) else None)
   for path, text in texts.items():
     old = (open(path, encoding="utf-8").read() if os.path.exists(path)
            else None)

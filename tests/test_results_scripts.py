@@ -263,8 +263,13 @@ def test_rl_csv_table_and_options(rl_results):
   body = [line for line in table.splitlines()[2:] if line]
   assert len(body) == 3
   assert "rollout_budget=authors; max_episode_steps=3000" in body[1]
-  assert "| not reached | 1/3 |" in body[1]
-  assert "| 5 – 3 | 5 | 2/3 |" in body[0]
+  # One of three solves: a resample's median is finite with probability
+  # 7/27 (two or three draws of the solved seed).
+  assert "| not reached | [3, not reached] | 1/3 |" in body[1]
+  # Two of three seeds solve: the interval's upper end is not reached.
+  assert "| 5 – 3 | 5 | [3, not reached] | 2/3 |" in body[0]
+  assert (first["median_interval_low"], first["median_interval_high"]) == (
+      "3", "")
   seeds = texts[str(results / "rl_arsm_seeds.md")].splitlines()[2:]
   assert len(seeds) == 2 * _S                        # the two ARSM runs
   # Seed 1 of the default run: never solved, no goal, eligible fraction 0
@@ -317,6 +322,37 @@ def test_rl_figures_and_check(rl_results):
   assert make_results.main(["--check"], **argv) == 1
 
 
+def test_rl_figure_rows_by_step_cap_and_largest_runs(rl_results, tmp_path):
+  results, _ = rl_results
+  make_results = _load("make_results")
+  runs = make_results.rl_runs(str(results))
+  pairs = make_results.rl_figure_learners(runs, "Acrobot-v1")
+  groups = make_results.rl_figure_groups(pairs, "Acrobot-v1")
+  # 500-step and 3,000-step runs never share an axis.
+  assert [g["cap"] for g in groups] == [500, 3000]
+  assert [len(g["series"]) for g in groups] == [2, 1]
+  assert all("max_episode_steps=3000" in s["label"]
+             for s in groups[1]["series"])
+  assert groups[0]["title"].startswith("episodes of at most 500 steps")
+  # A larger run of the same learner and options replaces the smaller one.
+  big = dict(runs[1], name="acro_big")
+  learner = dict(big["learners"][0])
+  learner["result"] = dict(learner["result"], num_seeds=50)
+  big["learners"] = [learner]
+  pairs = make_results.rl_figure_learners(runs + [big], "Acrobot-v1")
+  assert [(r["name"], l["name"]) for r, l in pairs] == [
+      ("acro_big", "arsm"), ("acro_authors", "arsm"), ("acro_default", "a2c")]
+  # The per-seed table and the collapse figure keep to the small runs.
+  assert all(row["run"] != "acro_big"
+             for row in make_results.rl_seed_rows(runs + [big]))
+  rows = make_results.rl_rows(runs + [big])
+  assert "| in rl.csv |" in make_results.rl_table(rows)
+  path = tmp_path / "x.png"
+  assert make_results.rl_figure(runs, "Acrobot-v1", str(path))
+  width, height = _png_size(path)
+  assert width == 3 * 570 and height > 900     # two rows of three panels
+
+
 def test_rl_summary_and_curves_must_agree(rl_results):
   results, _ = rl_results
   make_results = _load("make_results")
@@ -328,8 +364,16 @@ def test_rl_summary_and_curves_must_agree(rl_results):
     make_results.rl_runs(str(results))
 
 
+def _png_size(path):
+  with open(path, "rb") as fh:
+    header = fh.read(24)
+  return int.from_bytes(header[16:20], "big"), int.from_bytes(header[20:24],
+                                                              "big")
+
+
 def test_rl_panels_without_variance_measurements(tmp_path):
-  """LunarLander runs measure no gradient variance ([0, S] arrays)."""
+  """LunarLander runs measure no gradient variance ([0, S] arrays): that
+  panel is left out, not drawn empty."""
   from arsm_jax import plotting  # pylint: disable=g-import-not-at-top
   make_results = _load("make_results")
   assert make_results._zero_from(np.zeros((0,), np.float32),
@@ -343,6 +387,16 @@ def test_rl_panels_without_variance_measurements(tmp_path):
         "variance_episode": np.zeros((0,), np.int32)}],
       str(path), "LunarLander-v3", 200.0)
   assert path.stat().st_size > 1000
+  width, _ = _png_size(path)
+  assert width == 570            # no test episodes, no variance: one panel
+  three = tmp_path / "three.png"
+  plotting.plot_rl_panels(
+      [{"label": "arsm", "learner": "arsm", "variant": 0,
+        "moving_average": ma, "test_moving_average": ma,
+        "log_grad_variance": np.zeros((3, _S), np.float32),
+        "variance_episode": np.arange(3)}],
+      str(three), "Acrobot-v1", -100.0)
+  assert _png_size(three)[0] == 3 * 570
 
 
 def _vae_headline_row(estimator, valid, evals, settings="", lr=3e-4,
@@ -380,17 +434,179 @@ def test_vae_headline_picks_the_best_at_equal_and_fewer_evaluations():
   assert make_results.vae_headline(rows[3:]).startswith("no 100-epoch ARSM")
 
 
-def test_rl_headline_uses_the_default_options_rows():
+def test_rl_headline_uses_the_largest_default_options_run():
   make_results = _load("make_results")
-  def row(learner, solved, median, options=""):
+  def row(learner, solved, median, options="", seeds=10, run="ten",
+          interval=(None, None)):
     return {"env": "CartPole-v1", "learner": learner, "options": options,
-            "seeds": 10, "episodes": 900, "seeds_solved": solved,
-            "median_episodes_to_solve": median}
-  rows = [row("arsm", 9, 204.5), row("arsm", 10, 100, "rollout_budget=x"),
+            "seeds": seeds, "episodes": 900, "seeds_solved": solved,
+            "median_episodes_to_solve": median, "run": run,
+            "median_interval_low": interval[0],
+            "median_interval_high": interval[1]}
+  rows = [row("arsm", 9, 204.5, interval=(169, 222)),
+          row("arsm", 10, 100, "rollout_budget=x", seeds=50, run="authors"),
           row("a2c", 3, None)]
   assert make_results.rl_headline(rows) == (
-      "CartPole-v1, 900 episodes: ARSM 9/10 (204.5), A2C 3/10.")
+      "CartPole, 900 episodes: ARSM 9/10 (204.5; 169–222), A2C 3/10.")
+  fifty = [row("arsm", 45, 190.0, seeds=50, run="fifty",
+               interval=(180, 201)),
+           row("a2c", 30, 650.5, seeds=50, run="fifty", interval=(500, None))]
+  assert make_results.rl_headline(rows + fifty) == (
+      "CartPole, 900 episodes: ARSM 45/50 (190; 180–201), "
+      "A2C 30/50 (650.5; 500–∞).")
   assert make_results.rl_headline(rows[1:2]).startswith("no RL run")
+
+
+# ----------------------------------------------------------------------------
+# The bootstrap interval of the median episodes to solve.
+
+
+def _covers(interval, value):
+  low, high = (np.inf if v is None else v for v in interval)
+  value = np.inf if value is None else value
+  return low <= value <= high
+
+
+def test_median_interval_known_cases():
+  make_results = _load("make_results")
+  interval = make_results.median_interval
+  assert interval([100] * 10) == (100, 100)
+  assert interval([None] * 10) == (None, None)
+  assert interval([150]) == (150, 150)
+  # Of three seeds the resampled median is the smallest with probability
+  # 7/27 (two or three draws of it) > 5 %, and so the largest.
+  assert interval([1, 2, 3]) == (1, 3)
+  # One seed of ten unsolved: a resample's median is infinite only with
+  # five or more draws of it (probability 0.16 %), so the interval ends.
+  low, high = interval([100, 110, 120, 130, 140, 150, 160, 170, 180, None])
+  assert 100 <= low <= high <= 180
+  # Four of ten unsolved: five or more draws of them have probability 37 %.
+  low, high = interval([100, 110, 120, 130, 140, 150, None, None, None, None])
+  assert low is not None and high is None
+  # Five of ten unsolved: the sample median is not reached.
+  assert interval([100] * 5 + [None] * 5)[1] is None
+  # A fixed seed: the same interval every time; another seed may differ.
+  solve = [None, 300, 120, 480, 610, 95, None, 250, 333, 401]
+  assert interval(solve) == interval(solve)
+  assert make_results.bootstrap_medians(solve).shape == (
+      make_results.BOOTSTRAP_RESAMPLES,)
+
+
+def test_median_interval_contains_the_sample_median_and_narrows():
+  make_results = _load("make_results")
+  rng = np.random.default_rng(7)
+  for n in (3, 10, 11, 50):
+    for _ in range(10):
+      times = rng.exponential(200.0, n).round() + 100
+      solve = [None if rng.uniform() < 0.3 else float(t) for t in times]
+      interval = make_results.median_interval(solve)
+      assert _covers(interval, make_results.rl_median(solve)), (solve,
+                                                                interval)
+  widths = {}
+  for n in (10, 50, 400):
+    for _ in range(10):
+      solve = list(rng.uniform(100.0, 900.0, n).round())
+      low, high = make_results.median_interval(solve)
+      widths.setdefault(n, []).append(high - low)
+  # More seeds, a narrower interval (in the median over trials).
+  assert np.median(widths[400]) < np.median(widths[50]) < np.median(
+      widths[10])
+
+
+def test_median_interval_matches_the_exact_bootstrap_distribution():
+  """For three seeds the resampled median's distribution is known: the
+  median of a resample of (1, 2, 3) is 1 with probability 7/27."""
+  make_results = _load("make_results")
+  medians = make_results.bootstrap_medians([1, 2, 3])
+  assert np.mean(medians == 1) == pytest.approx(7 / 27, abs=0.015)
+  assert np.mean(medians == 3) == pytest.approx(7 / 27, abs=0.015)
+  assert set(np.unique(medians)) == {1.0, 2.0, 3.0}
+
+
+def test_median_difference_interval():
+  make_results = _load("make_results")
+  fast = [100 + i for i in range(20)]
+  slow = [500 + i for i in range(20)]
+  low, high, defined = make_results.median_difference_interval(slow, fast)
+  assert 380 <= low <= 400 <= high <= 420
+  assert defined == make_results.BOOTSTRAP_RESAMPLES
+  low, high, _ = make_results.median_difference_interval(
+      [None] * 20, fast)
+  assert low == high == np.inf
+  assert make_results.median_difference_interval([None] * 5, [None] * 5) \
+      is None
+
+
+def test_solved_difference_interval():
+  make_results = _load("make_results")
+  all_solved, none_solved = [100] * 50, [None] * 50
+  assert make_results.solved_difference_interval(all_solved, none_solved) \
+      == (1.0, 1.0)
+  half = [100] * 25 + [None] * 25
+  low, high = make_results.solved_difference_interval(half, half)
+  assert -0.3 < low < 0 < high < 0.3              # no difference
+  low, high = make_results.solved_difference_interval(
+      [100] * 40 + [None] * 10, [100] * 10 + [None] * 40)
+  assert 0.45 < low < 0.6 < high < 0.75            # 60 points more
+
+
+def _solve_row(learner, solve, run="r", options="", env="CartPole-v1"):
+  make_results = _load("make_results")
+  low, high = make_results.median_interval(solve)
+  return {"env": env, "learner": learner, "options": options,
+          "seeds": len(solve), "episodes": 900, "run": run, "solve": solve,
+          "seeds_solved": sum(v is not None for v in solve),
+          "median_episodes_to_solve": make_results.rl_median(solve),
+          "median_interval_low": low, "median_interval_high": high}
+
+
+def test_rl_comparison_says_what_survives_the_intervals():
+  make_results = _load("make_results")
+  arsm = _solve_row("arsm", [150 + i for i in range(50)])
+  a2c = _solve_row("a2c", [500 + i for i in range(45)] + [None] * 5)
+  text = make_results.rl_comparison(arsm, a2c)
+  assert text.startswith("ARSM 50/50 solved, median 174.5 [")
+  assert "the intervals are disjoint, ARSM is faster" in text
+  assert "(A2C's median minus ARSM's: 350 episodes, 90% interval [" in text
+  assert "Seeds solved, A2C's share minus ARSM's: −10 percentage points " \
+      "(90% interval [" in text
+  close = _solve_row("a2c", [151 + i for i in range(50)])
+  assert "the intervals overlap" in make_results.rl_comparison(arsm, close)
+  never = _solve_row("relax", [None] * 10)
+  text = make_results.rl_comparison(arsm, never)
+  assert "disjoint, ARSM is faster." in text         # no [∞, ∞] difference
+  assert "neither median" in make_results.rl_comparison(
+      _solve_row("arsm", [None] * 10), never)
+
+
+def _seed_run(name, rewards, solve, seeds):
+  return {"name": name, "env": "CartPole-v1", "learners": [
+      {"name": "arsm", "options": "", "curves": {"reward": rewards},
+       "result": {"num_seeds": seeds, "num_episodes": 900,
+                  "episodes_to_solve": solve,
+                  "num_solved": sum(v is not None for v in solve),
+                  "median_episodes_to_solve": None}}]}
+
+
+def test_rl_first_seeds_compares_with_the_ten_seed_run():
+  make_results = _load("make_results")
+  rng = np.random.default_rng(3)
+  rewards = rng.integers(8, 500, (900, 50)).astype(np.float32)
+  solve = [200 + i for i in range(50)]
+  ten = _seed_run("ten", rewards[:, :10].copy(), solve[:10], 10)
+  fifty = _seed_run("fifty", rewards, solve, 50)
+  (line,) = make_results.rl_first_seeds([ten, fifty])
+  assert line == ("The first 10 of the 50 seeds of `fifty` against `ten`, "
+                  "seeds with identical training rewards in every episode: "
+                  "ARSM 10/10.")
+  other = rewards[:, :10].copy()
+  other[-1, 3] += 1.0                   # seed 3 differs in its last episode
+  ten = _seed_run("ten", other, solve[:2] + [None] * 8, 10)
+  (line,) = make_results.rl_first_seeds([ten, fifty])
+  assert ("ARSM 9/10 (episodes to solve, or never, equal on 2/10; its first "
+          "10 seeds: 10/10 solved, median 204.5, against 2/10 and not "
+          "reached)") in line
+  assert make_results.rl_first_seeds([fifty]) == []
 
 
 def test_splice_needs_both_markers():
@@ -407,8 +623,9 @@ def test_the_committed_results_and_readme_are_up_to_date():
   """What ``make_results.py --check`` compares, on the committed files."""
   make_results = _load("make_results")
   readme = os.path.join(REPO, "README.md")
-  for path, text in make_results.outputs(make_results.RESULTS,
-                                         readme).items():
+  rl_page = os.path.join(REPO, "docs", "experiments", "rl.md")
+  for path, text in make_results.outputs(make_results.RESULTS, readme,
+                                         rl_page).items():
     with open(path, encoding="utf-8") as fh:
       assert fh.read() == text, (
           f"{os.path.relpath(path, REPO)} is stale: run PYTHONPATH=$PWD "
