@@ -70,15 +70,17 @@ SCRATCH_BYTES = 256 * 2**20
 
 def auto_eval_batch_size(num_vectors: int, num_dims: int, num_cats: int,
                          itemsize: int = 4,
-                         budget: int = SCRATCH_BYTES) -> Optional[int]:
+                         budget: Optional[int] = None) -> Optional[int]:
   """The chunk size ARSM uses when ``eval_batch_size`` is ``None``.
 
   Returns:
     ``None`` (evaluate all ``num_vectors`` one-hot ``[K, C]`` arrays in one
     ``vmap``) when they fit in ``budget`` bytes, else the largest chunk that
     does (at least 1). At C = 1000, K = 2 in float32 that is 33,554 of the
-    499,501 vectors: 256 MiB of one-hot scratch instead of 4 GB.
+    499,501 vectors: 256 MiB of one-hot scratch instead of 4 GB. ``budget``
+    defaults to :data:`SCRATCH_BYTES`.
   """
+  budget = SCRATCH_BYTES if budget is None else budget
   per_vector = num_dims * num_cats * itemsize
   if num_vectors * per_vector <= budget:
     return None
