@@ -22,7 +22,7 @@ from tests import helpers
 UNBIASED = (
     ("carms", {"num_samples": 2}),
     ("carms", {"num_samples": 4}),
-    ("carms", {"num_samples": 4, "category_order": "rotations"}),
+    ("carms", {"num_samples": 4, "category_order": "first_last"}),
     ("carms", {"num_samples": 8}),
     ("disarm", {}),
     ("disarm", {"num_pairs": 2}),
