@@ -24,6 +24,10 @@ Presets (``configs/vae.py:<preset>``), each derived from the default:
   (``relax`` with the paper's control variate, ``include_f=True``);
 * ``st_gumbel_learned``: ``st_gumbel`` with the temperature learned with the
   model from 1.0, as the authors trained it;
+* ``carms`` (M = 4 coupled samples, ``estimator_settings.num_samples``),
+  ``disarm`` (one antithetic pair, ``estimator_settings.num_pairs``) and
+  ``arsm_plus`` (ARSM with ``partial_integration``): ARSM's successors at
+  Adam 3e-4, with their settings present so they can be overridden;
 * ``tiny``: a few seconds on synthetic data, for tests and smoke runs.
 
 Any field can be overridden, e.g. ``--config.estimator=ar
@@ -45,6 +49,13 @@ _ESTIMATOR_PRESETS = {
     "gumbel": ("gumbel_softmax", 1e-4),
     "reinmax": ("reinmax", 1e-4),
     "relax": ("relax", 1e-4),
+}
+# ARSM's successors (issue 29): (estimator, learning rate, settings). The
+# settings are listed so that --config.estimator_settings.<name>=... works.
+_SUCCESSOR_PRESETS = {
+    "carms": ("carms", 3e-4, {"num_samples": 4}),
+    "disarm": ("disarm", 3e-4, {"num_pairs": 1}),
+    "arsm_plus": ("arsm", 3e-4, {"partial_integration": True}),
 }
 
 
@@ -166,6 +177,10 @@ def get_config(preset: str = "arsm_nonlinear") -> ml_collections.ConfigDict:
       config.estimator_settings.num_samples = c * (c - 1) // 2 + 1
     if preset == "relax":
       config.estimator_settings.include_f = True
+  elif preset in _SUCCESSOR_PRESETS:
+    config.estimator, config.learning_rate, settings = (
+        _SUCCESSOR_PRESETS[preset])
+    config.estimator_settings.update(settings)
   elif preset == "st_gumbel_learned":
     config.estimator, config.learning_rate = _ESTIMATOR_PRESETS["st_gumbel"]
     config.learn_temperature = True
@@ -192,8 +207,8 @@ def get_config(preset: str = "arsm_nonlinear") -> ml_collections.ConfigDict:
   else:
     raise ValueError(
         f"Unknown vae preset {preset!r}; known: arsm_nonlinear, arsm_linear, "
-        f"arsm_two_layer, {', '.join(_ESTIMATOR_PRESETS)}, st_gumbel_learned, "
-        "tiny.")
+        f"arsm_two_layer, {', '.join(_ESTIMATOR_PRESETS)}, "
+        f"{', '.join(_SUCCESSOR_PRESETS)}, st_gumbel_learned, tiny.")
   return config
 
 
