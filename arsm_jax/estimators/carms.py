@@ -121,36 +121,32 @@ def _trinomial(n: int):
   return exps, coef
 
 
-def _root_width(lo: Array, hi: Array, width: Array, n: int) -> Array:
-  """``hi^(1/n) - lo^(1/n)`` for ``hi - lo = width``, without cancellation."""
+def _powers(v: Array, n: int) -> Array:
+  """``[..., n + 1]``: v^0 .. v^n by repeated products (no ``pow``)."""
+  return jnp.cumprod(jnp.concatenate(
+      [jnp.ones_like(v)[..., None],
+       jnp.broadcast_to(v[..., None], v.shape + (n,))], axis=-1), axis=-1)
+
+
+def _roots(left: Array, width: Array, n: int) -> tuple[Array, Array]:
+  """``(L^(1/n), R^(1/n) - L^(1/n))`` for ``R = L + width``, the second
+  without cancellation: ``width / sum_k R^(k/n) L^((n-1-k)/n)``."""
+  left = jnp.clip(left, 0.0, 1.0)   # cumulative sums can land just outside
+  right = jnp.minimum(left + width, 1.0)
   if n == 1:
-    return width
-  k = jnp.arange(n, dtype=lo.dtype)
-  terms = (jnp.power(hi[..., None], k / n)
-           * jnp.power(lo[..., None], (n - 1 - k) / n))
-  denom = jnp.sum(terms, axis=-1)
-  return jnp.where(width > 0, width / jnp.where(width > 0, denom, 1.0), 0.0)
+    return left, width
+  r_lo, r_hi = jnp.power(left, 1.0 / n), jnp.power(right, 1.0 / n)
+  denom = jnp.sum(_powers(r_hi, n - 1) * _powers(r_lo, n - 1)[..., ::-1],
+                  axis=-1)
+  return r_lo, jnp.where(width > 0, width / jnp.where(width > 0, denom, 1.0),
+                         0.0)
 
 
-def pair_pmf(left_a: Array, width_a: Array, left_b: Array, width_b: Array,
-             num_samples: int) -> Array:
-  r"""Exact :math:`P(u_i \in [L_a, L_a + p_a),\ u_j \in [L_b, L_b + p_b))`.
-
-  For two of the ``num_samples`` uniforms of :func:`dirichlet_copula`; all
-  arguments broadcast together. The rectangle mass of the module docstring,
-  written in each case as a sum of non-negative trinomial terms.
-  """
-  n = num_samples - 1
-  dtype = left_a.dtype
-  # Cumulative sums can land a rounding error below 0 or above 1.
-  left_a = jnp.clip(left_a, 0.0, 1.0)
-  left_b = jnp.clip(left_b, 0.0, 1.0)
-  right_a = jnp.minimum(left_a + width_a, 1.0)
-  right_b = jnp.minimum(left_b + width_b, 1.0)
-  root = lambda x: jnp.power(jnp.maximum(x, 0.0), 1.0 / n)
-  a = _root_width(left_a, right_a, width_a, n)
-  b = _root_width(left_b, right_b, width_b, n)
-  x00 = root(left_a) + root(left_b) - 1.0
+def _pair_from_roots(root_a: Array, a: Array, root_b: Array, b: Array,
+                     n: int) -> Array:
+  """The rectangle mass from the two intervals' roots (see :func:`pair_pmf`)."""
+  dtype = root_a.dtype
+  x00 = root_a + root_b - 1.0
   x10, x01, x11 = x00 + a, x00 + b, x00 + a + b
   exps, coef = _trinomial(n)
   i, j = exps[:, 0], exps[:, 1]
@@ -170,16 +166,24 @@ def pair_pmf(left_a: Array, width_a: Array, left_b: Array, width_b: Array,
   x = pick(a, x10, x10, a, jnp.maximum(x11, 0.0))
   y = pick(b, x01, b, x01, zero)
   w = pick(x00, -x00, zero, zero, zero)
-
-  def powers(v):  # [..., n + 1]: v^0 .. v^n by repeated products
-    return jnp.cumprod(jnp.concatenate(
-        [jnp.ones_like(v)[..., None],
-         jnp.broadcast_to(v[..., None], v.shape + (n,))], axis=-1), axis=-1)
-
-  terms = (powers(x)[..., exps[:, 0]] * powers(y)[..., exps[:, 1]]
-           * powers(w)[..., exps[:, 2]])                          # [..., T]
+  terms = (_powers(x, n)[..., exps[:, 0]] * _powers(y, n)[..., exps[:, 1]]
+           * _powers(w, n)[..., exps[:, 2]])                      # [..., T]
   total = jnp.sum(masks[case] * jnp.asarray(coef, dtype) * terms, axis=-1)
   return jnp.where(x11 > 0, total, 0.0)
+
+
+def pair_pmf(left_a: Array, width_a: Array, left_b: Array, width_b: Array,
+             num_samples: int) -> Array:
+  r"""Exact :math:`P(u_i \in [L_a, L_a + p_a),\ u_j \in [L_b, L_b + p_b))`.
+
+  For two of the ``num_samples`` uniforms of :func:`dirichlet_copula`; all
+  arguments broadcast together. The rectangle mass of the module docstring,
+  written in each case as a sum of non-negative trinomial terms.
+  """
+  n = num_samples - 1
+  root_a, a = _roots(left_a, width_a, n)
+  root_b, b = _roots(left_b, width_b, n)
+  return _pair_from_roots(root_a, a, root_b, b, n)
 
 
 @functools.lru_cache(maxsize=None)
@@ -267,9 +271,11 @@ def carms_from_uniforms(u: Array, order_index: Array, logits: Array,
   left = _left_edges(category_order, z, probs)                  # [G, M, K]
   p_z = jnp.take_along_axis(probs[None], z[..., None], axis=-1)[..., 0]
   rows, cols = np.triu_indices(num_samples, k=1)
-  q2_pairs = jnp.mean(pair_pmf(left[:, rows], p_z[None, rows],
-                               left[:, cols], p_z[None, cols],
-                               num_samples), axis=0)            # [P, K]
+  # The roots depend on one sample's interval: once per (order, sample).
+  root, width_root = _roots(left, p_z[None], num_samples - 1)  # [G, M, K]
+  q2_pairs = jnp.mean(_pair_from_roots(
+      root[:, rows], width_root[:, rows], root[:, cols], width_root[:, cols],
+      num_samples - 1), axis=0)                                 # [P, K]
   w_pairs = jnp.where(q2_pairs > 0, p_z[rows] * p_z[cols]
                       / jnp.where(q2_pairs > 0, q2_pairs, 1.0), 0.0)
   weights = jnp.zeros((num_samples, num_samples, num_dims), dtype)
