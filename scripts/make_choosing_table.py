@@ -84,9 +84,10 @@ ROWS = (
      "unordered_set", "arsm"),
     ("indecater", "indecater", "indecater", None),
     # ARSM's successors (issue 29) and RLOO at their evaluations.
+    # (samples "own": no fallback to the plain estimator's VAE and step.)
     ("arsm (partial_integration)", "arsm (partial_integration)", "arsm",
-     None),
-    ("ars (partial_integration)", "ars (partial_integration)", "ars", None),
+     "own"),
+    ("ars (partial_integration)", "ars (partial_integration)", "ars", "own"),
     ("carms (M=4)", "carms", "carms", 4),
     ("carms (M=8)", "carms (M=8)", "carms", 8),
     ("reinforce_loo (n=4)", "reinforce_loo (k=4)", "reinforce_loo", 4),
