@@ -366,3 +366,17 @@ def test_jit_vmap_and_evaluation_counts(name, settings, evals):
   assert int(out.num_evals) == evals
   assert out.samples.shape[1:] == logits.shape
   np.testing.assert_allclose(np.sum(out.weights), 1.0, rtol=1e-6)
+
+
+def test_vae_presets_carry_their_settings():
+  # So --config.estimator_settings.<name>=... can override them (the config
+  # is locked).
+  from configs import vae as vae_config  # pylint: disable=g-import-not-at-top
+  for preset, name, settings in (
+      ("carms", "carms", {"num_samples": 4}),
+      ("disarm", "disarm", {"num_pairs": 1}),
+      ("arsm_plus", "arsm", {"partial_integration": True})):
+    config = vae_config.get_config(preset)
+    assert config.estimator == name and config.learning_rate == 3e-4
+    assert config.estimator_settings.to_dict() == settings
+    estimators.get(name, **settings)
