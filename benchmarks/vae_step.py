@@ -17,7 +17,10 @@ its label is ``name (k=4)`` for ``num_samples=4``, else ``name (key=value,
 ...)``); ``all`` is every registered one, ``new`` the estimators of issue 15
 (``reinforce_wor`` and ``unordered_set`` at k = 4 and 8, ``indecater``,
 ``gumbel_rao``; with ``--out`` the file ``scripts/make_choosing_table.py``
-reads, its ``rows``). Also the *floor*: one decoder
+reads, its ``rows``), ``successors`` ARSM's successors of issue 29 (ARSM
+with partial integration, CARMS at M = 4 and 8, DisARM at 2, 4 and 8
+evaluations) beside REINFORCE-LOO at 2, 4, 8 and 46 samples, for ratios at
+equal evaluations (``over_equal_evals_reinforce_loo`` in the JSON). Also the *floor*: one decoder
 forward pass over the ``batch x (C(C-1)/2 + 1)`` pseudo latents, alone and
 with the Bernoulli log-likelihood: every plain ARSM step evaluates the
 decoder on that many vectors, so ``ARSM step / floor`` says how close the
@@ -101,6 +104,14 @@ _SETTINGS = {"reinforce_loo": {"num_samples": 46}}
 _NEW = ("arsm,reinforce_wor:num_samples=4,reinforce_wor:num_samples=8,"
         "unordered_set:num_samples=4,unordered_set:num_samples=8,indecater,"
         "gumbel_rao")
+# --estimators=successors: ARSM's successors (issue 29) beside REINFORCE-LOO
+# at the same evaluations per image (2, 4, 8, 46) and ARSM.
+_SUCCESSORS = ("arsm,arsm:partial_integration=true,"
+               "reinforce_loo:num_samples=2,disarm,"
+               "reinforce_loo:num_samples=4,carms:num_samples=4,"
+               "disarm:num_pairs=2,"
+               "reinforce_loo:num_samples=8,carms:num_samples=8,"
+               "disarm:num_pairs=4,reinforce_loo:num_samples=46")
 # Fields of a run's config that must match the benchmark's model.
 _MODEL_FIELDS = {"model": "nonlinear", "num_latents": 20, "num_categories": 10,
                  "encoder_hidden": [512, 256], "decoder_hidden": [256, 512],
@@ -140,7 +151,12 @@ def _label(name, settings):
   if not settings:
     return name
   if set(settings) == {"num_samples"}:
-    return f"{name} (k={settings['num_samples']})"
+    letter = {"carms": "M", "reinforce_loo": "n"}.get(name, "k")
+    return f"{name} ({letter}={settings['num_samples']})"
+  if set(settings) == {"num_pairs"}:
+    return f"{name} ({2 * settings['num_pairs']} evals)"
+  if settings == {"partial_integration": True}:
+    return f"{name} (partial_integration)"
   return f"{name} ({', '.join(f'{k}={v}' for k, v in settings.items())})"
 
 
@@ -154,7 +170,7 @@ def parse_estimators(spec):
     names = [n for n in estimators.names() if n not in _SKIP]
     out = [(n, n, dict(_SETTINGS.get(n, {}))) for n in names]
   else:
-    spec = _NEW if spec == "new" else spec
+    spec = {"new": _NEW, "successors": _SUCCESSORS}.get(spec, spec)
     out = []
     for item in (s.strip() for s in spec.split(",") if s.strip()):
       name, *pairs = item.split(":")
@@ -698,6 +714,14 @@ def main():
   if "reinforce" in ms:
     result["ratios"]["over_reinforce"] = {n: ms[n] / ms["reinforce"]
                                           for n in names}
+  # Each estimator against REINFORCE-LOO at its own evaluations per image,
+  # where that RLOO was timed too.
+  rloo = {evals[label]: label for label, name, _ in chosen
+          if name == "reinforce_loo"}
+  equal = {label: ms[label] / ms[rloo[evals[label]]] for label in names
+           if evals.get(label) in rloo}
+  if equal:
+    result["ratios"]["over_equal_evals_reinforce_loo"] = equal
   if facts:
     table = []
     for key in list(scales) + (["trained"] if args.checkpoint else []):

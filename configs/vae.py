@@ -24,6 +24,10 @@ Presets (``configs/vae.py:<preset>``), each derived from the default:
   (``relax`` with the paper's control variate, ``include_f=True``);
 * ``st_gumbel_learned``: ``st_gumbel`` with the temperature learned with the
   model from 1.0, as the authors trained it;
+* ``carms`` (M = 4 coupled samples, ``estimator_settings.num_samples``),
+  ``disarm`` (one antithetic pair, ``estimator_settings.num_pairs``) and
+  ``arsm_plus`` (ARSM with ``partial_integration``): ARSM's successors at
+  Adam 3e-4, with their settings present so they can be overridden;
 * ``tiny``: a few seconds on synthetic data, for tests and smoke runs.
 
 Any field can be overridden, e.g. ``--config.estimator=ar
@@ -48,6 +52,13 @@ _ESTIMATOR_PRESETS = {
     "reinmax": ("reinmax", 1e-4),
     "relax": ("relax", 1e-4),
 }
+# ARSM's successors (issue 29): (estimator, learning rate, settings). The
+# settings are listed so that --config.estimator_settings.<name>=... works.
+_SUCCESSOR_PRESETS = {
+    "carms": ("carms", 3e-4, {"num_samples": 4}),
+    "disarm": ("disarm", 3e-4, {"num_pairs": 1}),
+    "arsm_plus": ("arsm", 3e-4, {"partial_integration": True}),
+}
 
 # Presets (``configs/vae.py:<preset>``, ``arsm-jax --config=vae:<preset>``).
 PRESETS = {
@@ -59,6 +70,9 @@ PRESETS = {
     "st_gumbel_learned": "st_gumbel with the temperature learned from 1.0",
     "tiny": "a few seconds on synthetic data (tests, smoke runs)",
 }
+PRESETS.update({
+    name: f"{est}, learning rate {lr:g}, settings {settings} (ARSM's successor)"
+    for name, (est, lr, settings) in _SUCCESSOR_PRESETS.items()})
 PRESETS["reinforce_loo"] += ", 46 samples (ARSM's evaluations per image)"
 PRESETS["relax"] += ", include_f=True (the paper's control variate)"
 
@@ -185,6 +199,10 @@ def get_config(preset: str = "arsm_nonlinear") -> ml_collections.ConfigDict:
       config.estimator_settings.num_samples = c * (c - 1) // 2 + 1
     if preset == "relax":
       config.estimator_settings.include_f = True
+  elif preset in _SUCCESSOR_PRESETS:
+    config.estimator, config.learning_rate, settings = (
+        _SUCCESSOR_PRESETS[preset])
+    config.estimator_settings.update(settings)
   elif preset == "st_gumbel_learned":
     config.estimator, config.learning_rate = _ESTIMATOR_PRESETS["st_gumbel"]
     config.learn_temperature = True

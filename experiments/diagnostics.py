@@ -24,7 +24,10 @@ problem's logits, and RLOO, REINFORCE without replacement and the unordered
 set estimator with as many samples as ARSM's measured evaluations (equal
 cost; on the toy, K = 1 and C = 30 samples without replacement are the
 whole space, so those rows are exact). IndeCateR costs K*C evaluations
-(for K = 1 it is exact) and Gumbel-Rao one. Writes ``table.md``, ``table.csv`` and ``table.json`` to
+(for K = 1 it is exact) and Gumbel-Rao one. ``VARIANTS`` adds rows of
+ARSM's successors: ARSM and ARS with partial integration, CARMS at M = 8,
+DisARM at 4 and 8 evaluations and its other binarisations, and RLOO at
+k = 4 and 8 beside them. Writes ``table.md``, ``table.csv`` and ``table.json`` to
 ``--workdir`` and prints the markdown table. Takes a few minutes on 2 CPU
 cores.
 """
@@ -72,6 +75,23 @@ flags.mark_flags_as_required(["workdir"])
 EQUAL_EVALS = (("reinforce_loo", "num_samples"),
                ("reinforce_wor", "num_samples"),
                ("unordered_set", "num_samples"))
+# More rows of a measured estimator: (name, settings, label). ARSM's
+# successors (issue 29) at the settings the guide compares.
+VARIANTS = (
+    ("arsm", {"partial_integration": True}, "arsm (partial_integration)"),
+    ("ars", {"partial_integration": True}, "ars (partial_integration)"),
+    ("carms", {"num_samples": 8}, "carms (M=8)"),
+    ("disarm", {"num_pairs": 2}, "disarm (4 evals)"),
+    ("disarm", {"num_pairs": 4}, "disarm (8 evals)"),
+    ("disarm", {"importance_weight": False, "logits_order": None},
+     "disarm (stick-breaking, no IW)"),
+    ("disarm", {"importance_weight": False, "logits_order": "ascending"},
+     "disarm (stick-breaking ascending, no IW)"),
+    ("disarm", {"importance_weight": False, "binarisation": "tree",
+                "logits_order": None}, "disarm (tree, no IW)"),
+    ("reinforce_loo", {"num_samples": 4}, "reinforce_loo (k=4)"),
+    ("reinforce_loo", {"num_samples": 8}, "reinforce_loo (k=8)"),
+)
 
 COLUMNS = ("problem", "estimator", "unbiased", "variance", "bias_sq",
            "noise_floor", "mse", "max_abs_bias_z", "evals_per_draw",
@@ -194,6 +214,12 @@ def main(argv):
       rows.append(_row(problem, name, est, key, logits, f))
       if name == "arsm":
         arsm_evals = rows[-1]["evals_per_draw"]
+      for base_name, extra, label in VARIANTS:
+        if base_name == name:
+          rows.append(_row(problem, label,
+                           estimators.get(name, **{**settings.get(name, {}),
+                                                   **extra}),
+                           key, logits, f))
       if name == "relax":
         state = _train_relax(est, jax.random.fold_in(key, 1), logits, f,
                              _RELAX_TRAIN_STEPS.value)

@@ -7,7 +7,8 @@ Inputs (each optional; a missing file leaves its columns "not run"):
 
 * ``--diagnostics_md`` (default ``docs/diagnostics_table.md``) and
   ``--diagnostics`` (default ``docs/results/diagnostics/table.json`` and
-  ``docs/results/diagnostics_new/table.json``, the ``table.json`` that
+  ``docs/results/diagnostics_new/table.json`` and
+  ``docs/results/diagnostics_successors/table.json``, the ``table.json`` that
   ``experiments/diagnostics.py --workdir=...`` writes; their rows replace
   the markdown's): variance x evaluations per problem.
 * ``--vae`` (default ``docs/results/vae.csv``): one row per 100-epoch VAE
@@ -16,9 +17,9 @@ Inputs (each optional; a missing file leaves its columns "not run"):
   ``valid_neg_elbo``, ``test_neg_elbo``, ``train_neg_elbo``, ``iwae``,
   ``s_per_step``. Rows for an epoch other than 100 are skipped when an
   ``epochs`` column says so.
-* ``--step`` (default ``docs/results/vae_step_new.json``, from
-  ``benchmarks/vae_step.py --estimators=new --out=...``): step time
-  relative to ARSM.
+* ``--step`` (default ``docs/results/vae_step_new.json`` and
+  ``docs/results/vae_step_successors.json``, from ``benchmarks/vae_step.py
+  --estimators=new|successors --out=...``): step time relative to ARSM.
 
 With ``--check`` it fails when that table is stale. With ``--write`` the table replaces the text between the markers
 ``<!-- choosing-table:start -->`` and ``<!-- choosing-table:end -->`` of
@@ -62,6 +63,8 @@ COST = {
     "st_gumbel_softmax": ("1 (+ grad of f)", 1),
     "reinmax": ("1 (+ grad of f)", 1),
     "relax": ("1 (+ control variate)", 1),
+    "carms": ("M", None),
+    "disarm": ("2 x num_pairs", None),
 }
 # Rows of the table: (label, diagnostics label, base estimator, samples).
 # A diagnostics label ending in '(n=*)' means 'at ARSM's evaluations'.
@@ -80,6 +83,23 @@ ROWS = (
     ("unordered_set (k = ARSM's evals)", "unordered_set (n=*)",
      "unordered_set", "arsm"),
     ("indecater", "indecater", "indecater", None),
+    # ARSM's successors (issue 29) and RLOO at their evaluations.
+    # (samples "own": no fallback to the plain estimator's VAE and step.)
+    ("arsm (partial_integration)", "arsm (partial_integration)", "arsm",
+     "own"),
+    ("ars (partial_integration)", "ars (partial_integration)", "ars", "own"),
+    ("carms (M=4)", "carms", "carms", 4),
+    ("carms (M=8)", "carms (M=8)", "carms", 8),
+    ("reinforce_loo (n=4)", "reinforce_loo (k=4)", "reinforce_loo", 4),
+    ("reinforce_loo (n=8)", "reinforce_loo (k=8)", "reinforce_loo", 8),
+    ("disarm", "disarm", "disarm", 2),
+    ("disarm (4 evals)", "disarm (4 evals)", "disarm", 4),
+    ("disarm (8 evals)", "disarm (8 evals)", "disarm", 8),
+    ("disarm (stick-breaking, no IW)", "disarm (stick-breaking, no IW)",
+     "disarm", 2),
+    ("disarm (stick-breaking ascending, no IW)",
+     "disarm (stick-breaking ascending, no IW)", "disarm", 2),
+    ("disarm (tree, no IW)", "disarm (tree, no IW)", "disarm", 2),
     ("reinforce", "reinforce", "reinforce", None),
     ("relax", "relax", "relax", None),
     ("relax (trained cv)", "relax (trained cv)", "relax", None),
@@ -140,9 +160,16 @@ def vae_label(row: dict) -> str:
   name = row.get("estimator", "")
   settings = _settings(row)
   if "num_samples" in settings and name in ("reinforce_loo", "reinforce_wor",
-                                            "unordered_set"):
-    letter = "n" if name == "reinforce_loo" else "k"
+                                            "unordered_set", "carms"):
+    letter = {"reinforce_loo": "n", "carms": "M"}.get(name, "k")
     return f"{name} ({letter}={settings['num_samples']})"
+  if name == "carms":
+    return "carms (M=4)"
+  if name == "disarm":
+    pairs = int(settings.get("num_pairs", 1))
+    return "disarm" if pairs == 1 else f"disarm ({2 * pairs} evals)"
+  if name == "arsm" and settings.get("partial_integration") == "True":
+    return "arsm (partial_integration)"
   return name
 
 
@@ -196,11 +223,18 @@ def load_vae(path: str):
   return out
 
 
-def load_step(path: str):
-  if not os.path.exists(path):
-    return {}
-  with open(path) as fh:
-    return {r["label"]: r for r in json.load(fh)["rows"]}
+def load_step(paths: str):
+  """{label: row} of the ``--out`` files of benchmarks/vae_step.py.
+
+  ``paths`` is one path or several separated by commas; a later file's row
+  replaces an earlier one's (each file's ratios are to its own ARSM step).
+  """
+  out = {}
+  for path in (p for p in paths.split(",") if p):
+    if os.path.exists(path):
+      with open(path) as fh:
+        out.update({r["label"]: r for r in json.load(fh)["rows"]})
+  return out
 
 
 def _number(row, *names):
@@ -254,14 +288,21 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--diagnostics", default=",".join([
       os.path.join(_ROOT, "docs", "results", "diagnostics", "table.json"),
-      os.path.join(_ROOT, "docs", "results", "diagnostics_new", "table.json")
+      os.path.join(_ROOT, "docs", "results", "diagnostics_new", "table.json"),
+      os.path.join(_ROOT, "docs", "results", "diagnostics_successors",
+                   "table.json"),
   ]), help="comma-separated table.json files (later ones win)")
   parser.add_argument("--diagnostics_md", default=os.path.join(
       _ROOT, "docs", "diagnostics_table.md"))
   parser.add_argument("--vae", default=os.path.join(_ROOT, "docs", "results",
                                                     "vae.csv"))
-  parser.add_argument("--step", default=os.path.join(
-      _ROOT, "docs", "results", "vae_step_new.json"))
+  parser.add_argument("--step", default=",".join([
+      os.path.join(_ROOT, "docs", "results", "vae_step_new.json"),
+      os.path.join(_ROOT, "docs", "results", "vae_step_successors.json"),
+      # CARMS again after its pairwise pmf was made cheaper (same numbers).
+      os.path.join(_ROOT, "docs", "results",
+                   "vae_step_successors_carms.json"),
+  ]), help="comma-separated vae_step.py --out files (later ones win)")
   parser.add_argument("--doc", default=os.path.join(_ROOT, "docs",
                                                     "choosing.md"))
   parser.add_argument("--write", action="store_true")

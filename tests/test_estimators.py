@@ -67,7 +67,8 @@ def test_info_reports_properties_cost_reference_and_settings():
     assert info[name].cost and info[name].reference, name
   assert info["arsm"].settings == {"eval_batch_size": None,
                                    "max_distinct": None,
-                                   "skip_if_all_equal": False}
+                                   "skip_if_all_equal": False,
+                                   "partial_integration": False}
   assert info["arsm_multi"].settings["num_draws"] == 2
   assert info["reinforce_loo"].settings == {"num_samples": 2}
   assert "C(C-1)/2+1" in info["arsm"].cost and "Yin" in info["arsm"].reference

@@ -147,7 +147,7 @@ def test_glorot_init_and_pinned_first_logit(name):
 
 # arsm runs in every other test; one score-function, one relaxed and one
 # stateful estimator stand for the rest.
-_GENERIC = ["reinforce_loo", "st_gumbel_softmax", "relax"]
+_GENERIC = ["reinforce_loo", "st_gumbel_softmax", "relax", "carms", "disarm"]
 
 
 @pytest.mark.parametrize("name", _GENERIC)

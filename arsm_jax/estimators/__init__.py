@@ -14,6 +14,8 @@ actions) live in ``arsm_jax.estimators.swap``; the behaviour on bad input
 """
 
 from arsm_jax.estimators import arsm as _arsm  # noqa: F401  (registers)
+from arsm_jax.estimators import carms as _carms  # noqa: F401
+from arsm_jax.estimators import disarm as _disarm  # noqa: F401
 from arsm_jax.estimators import exact as _exact  # noqa: F401
 from arsm_jax.estimators import gumbel_rao as _gumbel_rao  # noqa: F401
 from arsm_jax.estimators import indecater as _indecater  # noqa: F401

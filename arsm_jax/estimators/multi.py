@@ -101,8 +101,7 @@ ar_multi = make_multi_draw(arsm_lib.ar)
 base.register(
     "arsm_multi", arsm_multi, unbiased=True,
     check_settings=make_settings_check(arsm_lib.check_arsm_settings),
-    cost="num_draws x ARSM's: num_draws (C(C-1)/2+1) for K>1, num_draws C "
-    "for K=1", reference=arsm_lib.REFERENCE,
+    cost="num_draws x arsm's", reference=arsm_lib.REFERENCE,
     description="ARSM averaged over num_draws independent Dirichlet draws "
     "(default 2).")
 base.register(
