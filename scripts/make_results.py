@@ -325,7 +325,7 @@ RL_COLUMNS = (
     "final_moving_average_median", "final_test_moving_average_median",
     "final_entropy_median", "final_eligible_fraction_median",
     "mean_rollouts_per_episode", "total_env_steps", "total_episode_steps",
-    "env_steps_per_second", "run", "command")
+    "train_seconds", "env_steps_per_second", "run", "command")
 
 # configs/rl.py preset whose defaults an environment's runs are compared to,
 # and the figure each environment's runs go to.
@@ -573,6 +573,7 @@ def rl_rows(runs: list[dict]) -> list[dict]:
           "mean_rollouts_per_episode": r.get("mean_rollouts_per_episode"),
           "total_env_steps": r.get("total_env_steps"),
           "total_episode_steps": r.get("total_episode_steps"),
+          "train_seconds": r.get("train_seconds"),
           "env_steps_per_second": r["env_steps_per_second"],
           "run": run["name"],
           "command": run["command"],
