@@ -15,7 +15,7 @@ Gradient estimators for categorical variables in JAX. This notebook:
 3. trains a tiny categorical model with `arsm_jax.expectation` inside `jax.grad`,
 4. launches the toy experiment of the ARSM paper through `train_and_evaluate`.
 
-It needs the `[experiments]` extra (`pip install '.[experiments]'` in a clone, or the README's set-up, `bash scripts/setup.sh`) and runs from any directory; on 2 CPU cores shared with other jobs it took 4.5 minutes (section 1: 76 s, mostly compilation; section 2, the variances: 133 s; section 3: 8 s; section 4: 40 s)."""),
+It needs the `[experiments]` extra (`pip install '.[experiments]'` in a clone, or the README's set-up, `bash scripts/setup.sh`) and runs from any directory; on 2 otherwise idle CPU cores it runs in about 1.5 minutes (81 s; 4.5 minutes when the cores were shared with other jobs), most of it compilation and section 2's variances."""),
     ("code", """import os, tempfile
 import jax, jax.numpy as jnp, numpy as np, optax
 import matplotlib.pyplot as plt

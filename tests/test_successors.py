@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from arsm_jax import config_checks
 from arsm_jax import estimators
 from arsm_jax.estimators import arsm as arsm_lib
 from arsm_jax.estimators import carms as carms_lib
@@ -378,5 +379,6 @@ def test_vae_presets_carry_their_settings():
       ("arsm_plus", "arsm", {"partial_integration": True})):
     config = vae_config.get_config(preset)
     assert config.estimator == name and config.learning_rate == 3e-4
-    assert config.estimator_settings.to_dict() == settings
+    assert config_checks.estimator_settings(
+        config.estimator_settings) == settings
     estimators.get(name, **settings)
