@@ -2,8 +2,8 @@ r"""A categorical VAE as an Equinox module, trained with any estimator.
 
     python experiments/equinox_vae.py --estimator=relax --num_steps=300
 
-The data are synthetic binary vectors (``make_data``): D = 24 bits driven by
-K = 4 categorical causes of C = 4 values. The encoder and decoder are single
+The data and the -ELBO are those of ``latent_causes.py`` beside this file:
+D = 24 bits driven by K = 4 categorical causes of C = 4 values. The encoder and decoder are single
 ``eqx.nn.Linear`` layers; the estimator is an
 :class:`arsm_jax.equinox.Expectation` layer. A stateful estimator's state
 (RELAX's control variate) is kept, like ``eqx.nn.BatchNorm``'s, in the
@@ -18,22 +18,14 @@ import argparse
 
 import equinox as eqx
 import jax
-import jax.numpy as jnp
 import optax
 
 import arsm_jax
 import arsm_jax.equinox
 
-D, K, C = 24, 4, 4
-
-
-def make_data(key, num_points: int = 1024):
-  """Binary ``[num_points, D]`` data from K categorical causes of C values."""
-  k_pattern, k_z, k_x = jax.random.split(key, 3)
-  patterns = 3.0 * jax.random.normal(k_pattern, (K, C, D))
-  z = jax.random.randint(k_z, (num_points, K), 0, C)          # [N, K]
-  logits = patterns[jnp.arange(K), z].sum(axis=1)              # [N, D]
-  return jax.random.bernoulli(k_x, jax.nn.sigmoid(logits)).astype(jnp.float32)
+# The data and the -ELBO, shared with the other framework's example.
+import latent_causes  # experiments/latent_causes.py
+from latent_causes import C, D, K
 
 
 class VAE(eqx.Module):
@@ -56,11 +48,7 @@ class VAE(eqx.Module):
 
   def neg_elbo(self, z, x, logits):
     """-[log p(x|z) + log p(z) - log q(z|x)] for one item, z one-hot [K, C]."""
-    x_logits = self.decoder(z.reshape(-1))                     # [D]
-    log_lik = jnp.sum(x * jax.nn.log_sigmoid(x_logits)
-                      + (1 - x) * jax.nn.log_sigmoid(-x_logits))
-    log_q = jnp.sum(z * jax.nn.log_softmax(logits))
-    return -(log_lik - K * jnp.log(C) - log_q)
+    return latent_causes.neg_elbo(self.decoder(z.reshape(-1)), x, z, logits)
 
   def __call__(self, key, x, state):
     """``(per-item surrogates of -ELBO [B], new state)``."""
@@ -94,7 +82,7 @@ def exact_neg_elbo(model: VAE, x):
 def train(estimator: str = "arsm", num_steps: int = 300, seed: int = 0,
           batch_size: int = 64, learning_rate: float = 1e-2, **settings):
   """Trains a VAE; returns ``(model, state, exact -ELBO before, after)``."""
-  data = make_data(jax.random.PRNGKey(1234))
+  data = latent_causes.make_data(jax.random.PRNGKey(1234))
   model, state = eqx.nn.make_with_state(VAE)(jax.random.PRNGKey(seed),
                                              estimator, **settings)
   optimizer = optax.adam(learning_rate)

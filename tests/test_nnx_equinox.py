@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import itertools
 import os
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -27,6 +28,9 @@ EXPERIMENTS = os.path.join(os.path.dirname(os.path.dirname(
 
 
 def load_example(name):
+  # The examples import latent_causes.py from their own folder.
+  if EXPERIMENTS not in sys.path:
+    sys.path.insert(0, EXPERIMENTS)
   spec = importlib.util.spec_from_file_location(
       name, os.path.join(EXPERIMENTS, f"{name}.py"))
   module = importlib.util.module_from_spec(spec)
@@ -86,7 +90,7 @@ def test_nnx_vae_trains(nnx_vae, estimator):
 def test_nnx_vae_gradients(nnx_vae):
   from flax import nnx
   vae = nnx_vae
-  x = vae.make_data(jax.random.PRNGKey(0), 8)
+  x = vae.latent_causes.make_data(jax.random.PRNGKey(0), 8)
 
   def exact_loss(model):
     return enumerated_neg_elbo(
@@ -134,7 +138,7 @@ def test_equinox_vae_trains(equinox_vae, estimator):
 def test_equinox_vae_gradients(equinox_vae):
   import equinox as eqx
   vae = equinox_vae
-  x = vae.make_data(jax.random.PRNGKey(0), 8)
+  x = vae.latent_causes.make_data(jax.random.PRNGKey(0), 8)
 
   def exact_loss(model):
     return enumerated_neg_elbo(model.logits, jax.vmap(model.decoder), x,
