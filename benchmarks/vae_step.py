@@ -4,8 +4,9 @@ r"""Speed of the VAE training step per estimator, ARSM against its floor, and ba
     python benchmarks/vae_step.py --estimators=reinforce,arsm --rounds=3
     python benchmarks/vae_step.py --estimators=arsm --json   # one JSON object
     python benchmarks/vae_step.py --estimators=arsm,unordered_set:num_samples=4
-    python benchmarks/vae_step.py --estimators=new --iters=3 --rounds=2 \
-        --dedup_scales= --no-breakdown --out=docs/results/vae_step_new.json
+    python benchmarks/vae_step.py --estimators=multi_sample --iters=3 --rounds=2 \
+        --dedup_scales= --no-breakdown \
+        --out=docs/results/vae_step_multi_sample.json
     python benchmarks/vae_step.py --estimators=reinforce,arsm \
         --checkpoint=runs/vae_arsm_nonlinear --no-breakdown --json
 
@@ -14,10 +15,11 @@ backward pass, Adam) of the ``nonlinear`` VAE at batch 200, K = 20, C = 10 in
 ms/step and as a ratio to REINFORCE's and to ARSM's step. An estimator is a
 registered name, optionally with settings (``name:key=value:key=value``;
 its label is ``name (k=4)`` for ``num_samples=4``, else ``name (key=value,
-...)``); ``all`` is every registered one, ``new`` the estimators of issue 15
-(``reinforce_wor`` and ``unordered_set`` at k = 4 and 8, ``indecater``,
-``gumbel_rao``; with ``--out`` the file ``scripts/make_choosing_table.py``
-reads, its ``rows``), ``successors`` ARSM's successors of issue 29 (ARSM
+...)``); ``all`` is every registered one, ``multi_sample`` the estimators that
+spend several evaluations on one draw (``reinforce_wor`` and
+``unordered_set`` at k = 4 and 8, ``indecater``, ``gumbel_rao``) beside ARSM
+(with ``--out`` the file ``scripts/make_choosing_table.py`` reads, its
+``rows``), ``antithetic`` ARSM's antithetic successors of issue 29 (ARSM
 with partial integration, CARMS at M = 4 and 8, DisARM at 2, 4 and 8
 evaluations) beside REINFORCE-LOO at 2, 4, 8 and 46 samples, for ratios at
 equal evaluations (``over_equal_evals_reinforce_loo`` in the JSON). Also the *floor*: one decoder
@@ -99,14 +101,14 @@ from configs import vae as vae_config  # pylint: disable=g-import-not-at-top,wro
 _SKIP = {"exact"}
 # Settings matching the presets (equal evaluations per step for RLOO).
 _SETTINGS = {"reinforce_loo": {"num_samples": 46}}
-# --estimators=new: the estimators of issue 15 beside ARSM (the labels are
-# those of scripts/make_choosing_table.py).
-_NEW = ("arsm,reinforce_wor:num_samples=4,reinforce_wor:num_samples=8,"
-        "unordered_set:num_samples=4,unordered_set:num_samples=8,indecater,"
-        "gumbel_rao")
-# --estimators=successors: ARSM's successors (issue 29) beside REINFORCE-LOO
-# at the same evaluations per image (2, 4, 8, 46) and ARSM.
-_SUCCESSORS = ("arsm,arsm:partial_integration=true,"
+# --estimators=multi_sample: the estimators that spend several evaluations on
+# one draw, beside ARSM (the labels are those of arsm_jax.reporting.choosing).
+_MULTI_SAMPLE = ("arsm,reinforce_wor:num_samples=4,"
+                 "reinforce_wor:num_samples=8,unordered_set:num_samples=4,"
+                 "unordered_set:num_samples=8,indecater,gumbel_rao")
+# --estimators=antithetic: ARSM's antithetic successors (issue 29) beside
+# REINFORCE-LOO at the same evaluations per image (2, 4, 8, 46) and ARSM.
+_ANTITHETIC = ("arsm,arsm:partial_integration=true,"
                "reinforce_loo:num_samples=2,disarm,"
                "reinforce_loo:num_samples=4,carms:num_samples=4,"
                "disarm:num_pairs=2,"
@@ -170,7 +172,8 @@ def parse_estimators(spec):
     names = [n for n in estimators.names() if n not in _SKIP]
     out = [(n, n, dict(_SETTINGS.get(n, {}))) for n in names]
   else:
-    spec = {"new": _NEW, "successors": _SUCCESSORS}.get(spec, spec)
+    spec = {"multi_sample": _MULTI_SAMPLE,
+            "antithetic": _ANTITHETIC}.get(spec, spec)
     out = []
     for item in (s.strip() for s in spec.split(",") if s.strip()):
       name, *pairs = item.split(":")

@@ -3,7 +3,7 @@
     python -m sphinx -W -b html docs docs/_build/html
 
 The estimator reference (``api/estimators.md``) is generated from the
-registry on every build by ``scripts/estimator_table.py``, so it cannot
+registry on every build by ``arsm_jax.reporting.estimator_table``, so it cannot
 drift from the code; the API pages (``api/generated/``) by autosummary; the
 notebooks are copied from ``notebooks/`` and shown with their committed
 outputs (no execution, no network: MathJax is bundled). Building the experiment entry points' pages imports
@@ -16,11 +16,10 @@ import sys
 DOCS = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(DOCS)
 sys.path.insert(0, REPO)
-sys.path.insert(0, os.path.join(REPO, "scripts"))
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import arsm_jax  # noqa: E402
-import estimator_table  # noqa: E402
+from arsm_jax.reporting import estimator_table  # noqa: E402
 
 project = "arsm_jax"
 copyright = "the arsm_jax authors"  # pylint: disable=redefined-builtin

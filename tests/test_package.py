@@ -255,20 +255,6 @@ def test_launch_prints_no_backend_probe_noise(tmp_path):
   assert "expected reward" in proc.stderr  # The run's own log still shows.
 
 
-def test_readme_estimator_table_is_up_to_date():
-  sys.path.insert(0, os.path.join(REPO, "scripts"))
-  try:
-    import estimator_table  # pylint: disable=g-import-not-at-top
-  finally:
-    sys.path.pop(0)
-  with open(os.path.join(REPO, "README.md"), encoding="utf-8") as fh:
-    text = fh.read()
-  expected = estimator_table.updated_readme(
-      text, estimator_table.readme_table(estimator_table.rows()))
-  assert text == expected, ("README.md's estimator table is out of date: run "
-                            "python scripts/estimator_table.py")
-
-
 def test_readme_is_a_front_door():
   with open(os.path.join(REPO, "README.md"), "rb") as fh:
     readme = fh.read()
@@ -282,23 +268,3 @@ def test_readme_is_a_front_door():
   for page in ("docs/experiments/toy.md", "docs/experiments/vae.md",
                "docs/experiments/rl.md"):
     assert f"({page})" in text and os.path.isfile(os.path.join(REPO, page))
-
-
-def test_readme_table_shortens_citations():
-  sys.path.insert(0, os.path.join(REPO, "scripts"))
-  try:
-    import estimator_table  # pylint: disable=g-import-not-at-top
-  finally:
-    sys.path.pop(0)
-  short = estimator_table.short_reference
-  assert short("Kool, van Hoof and Welling. Buy 4 REINFORCE samples, get a "
-               "baseline for free! ICLR workshop 2019.") == (
-                   "Kool, van Hoof and Welling 2019")
-  assert short("Liu et al. Bridging discrete and continuous. NeurIPS 2023."
-               ) == "Liu et al. 2023"
-  assert short("Liu et al. 2023") == "Liu et al. 2023"
-  assert short("Jang, Gu, Poole 2017; Maddison, Mnih, Teh. The concrete "
-               "distribution. ICLR 2017.") == (
-                   "Jang, Gu, Poole 2017; Maddison, Mnih, Teh 2017")
-  assert estimator_table.short_cost("C(C-1)/2+1 (K>1), C (K=1); 1 when "
-                                    "skipped") == "C(C-1)/2+1 (K>1), C (K=1)"
