@@ -21,8 +21,8 @@ import jax
 import numpy as np
 
 from arsm_jax import estimators as estimators_lib
-from arsm_jax.estimators import base as estimator_base
 from arsm_jax.estimators import exact as exact_lib
+from arsm_jax.estimators import validation
 
 Array = jax.Array
 
@@ -129,7 +129,7 @@ def gradient_stats(estimator: str | estimators_lib.Estimator, key, logits,
     A :class:`GradientStats`.
   """
   est = estimators_lib.get(estimator)
-  logits = estimator_base.check_logits(logits, "gradient_stats")
+  logits = validation.check_logits(logits, "gradient_stats")
   if isinstance(num_draws, bool) or int(num_draws) != num_draws or num_draws < 2:
     raise ValueError(f"gradient_stats: num_draws must be an integer >= 2; got "
                      f"{num_draws!r}.")
@@ -173,7 +173,7 @@ def count_evaluations(estimator: str | estimators_lib.Estimator, key, logits,
     and the estimator's ``num_evals`` for each draw.
   """
   est = estimators_lib.get(estimator)
-  logits = estimator_base.check_logits(logits, "count_evaluations")
+  logits = validation.check_logits(logits, "count_evaluations")
   key_init, key_draws = jax.random.split(key)
   if est.stateful and state is None:
     state = est.init(key_init, logits)

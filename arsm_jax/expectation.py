@@ -26,8 +26,10 @@ a term that is zero in value and whose gradient in the logits is ``g``
 stopped: they depend on the logits only through ``sg``, but a traced
 temperature setting (learned with the model) gets its gradient through them.
 
-With batch dimensions and RELAX, the items' control-variate gradients are
-averaged and one Adam step is taken on the batch mean (see ``expectation``).
+With batch dimensions and a stateful estimator, every item draws with the
+estimator's ``item_state`` and the batch's new state is its ``batch_update``
+of the items' new states (RELAX: one Adam step on the batch mean of the
+items' control-variate gradients; see ``expectation``).
 """
 
 from __future__ import annotations
@@ -39,8 +41,7 @@ import jax
 import jax.numpy as jnp
 
 from arsm_jax import estimators as estimators_lib
-from arsm_jax.estimators import base
-from arsm_jax.estimators import relax as relax_lib
+from arsm_jax.estimators import validation
 
 Array = jax.Array
 sg = jax.lax.stop_gradient
@@ -127,16 +128,17 @@ def expectation(key, logits, f: Callable[..., Array], *args,
     An array of shape ``logits.shape[:-2]`` (a scalar without batch
     dimensions) holding the per-item surrogates; reduce it (``.mean()``) to
     get a loss for ``jax.grad``. For a stateful estimator, a pair
-    ``(values, new_state)``. With batch dimensions every item uses ``state``
-    and RELAX's new state is one Adam step on the batch mean of the items'
-    control-variate gradients (``relax.batch_update``): one optimiser step on
-    the batch objective. (Another stateful estimator's per-item new states
-    would be averaged.)
+    ``(values, new_state)``. With batch dimensions every item draws with
+    ``est.item_state(state)`` and the new state is
+    ``est.batch_update(state, item_states)``, the estimator's hooks (see
+    ``arsm_jax.estimators.contract``): for RELAX one Adam step on the batch
+    mean of the items' control-variate gradients, one optimiser step on the
+    batch objective; by default the mean of the items' new states.
   """
   est = estimators_lib.get(estimator, **settings)
   # Checked before the key is split for a batch: an int seed, None or a
   # batch of keys is a ValueError saying what to pass.
-  key = base.check_key(key, "expectation", allow_none=not est.needs_key)
+  key = validation.check_key(key, "expectation", allow_none=not est.needs_key)
   if pathwise_samples is not None and (
       isinstance(pathwise_samples, bool) or
       not isinstance(pathwise_samples, int) or pathwise_samples < 1):
@@ -168,19 +170,12 @@ def expectation(key, logits, f: Callable[..., Array], *args,
       lambda a: jnp.reshape(a, (size,) + jnp.shape(a)[len(batch_shape):]), args)
   # [B] keys; None for an estimator that ignores its key (exact).
   keys = None if key is None else jax.random.split(key, size)
-  is_relax = isinstance(state, relax_lib.RelaxState)
-  item_state = relax_lib.without_gradient(state) if is_relax else state
-  values, states = jax.vmap(
+  item_state = est.item_state(state)
+  values, item_states = jax.vmap(
       lambda k, lg, a: _single(est, k, lg, f, a, item_state,
                                pathwise_samples))(
           keys, flat_logits, flat_args)
   values = values.reshape(batch_shape)
   if not est.stateful:
     return values
-  if is_relax:
-    return values, relax_lib.batch_update(state, states.cv_grad, **est.kwargs)
-  # Any other stateful estimator: average the per-item updated states
-  # (keeping dtypes, e.g. an int32 step count).
-  new_state = jax.tree_util.tree_map(
-      lambda s: jnp.mean(s, axis=0).astype(s.dtype), states)
-  return values, new_state
+  return values, est.batch_update(state, item_states)

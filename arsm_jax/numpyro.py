@@ -96,7 +96,6 @@ from numpyro.infer import elbo as elbo_lib
 from numpyro.ops.provenance import eval_provenance
 
 from arsm_jax import estimators as estimators_lib
-from arsm_jax.estimators import relax as relax_lib
 from arsm_jax.expectation import expectation
 
 Array = jax.Array
@@ -471,12 +470,8 @@ class ELBO(elbo_lib.ELBO):
       value = jnp.mean(values)
       mutable = jax.tree_util.tree_map(lambda x: x[0], mutables)
       new_state = None
-      if isinstance(state, relax_lib.RelaxState):
-        new_state = relax_lib.batch_update(state, new_states.cv_grad,
-                                           **self.estimator.kwargs)
-      elif state is not None:
-        new_state = jax.tree_util.tree_map(
-            lambda s: jnp.mean(s, axis=0).astype(s.dtype), new_states)
+      if state is not None:
+        new_state = self.estimator.batch_update(state, new_states)
     if state is not None:
       mutable[STATE_SITE] = new_state
     return {"loss": -value, "mutable_state": mutable or None}
@@ -639,8 +634,7 @@ class ELBO(elbo_lib.ELBO):
           terms = terms + _item_terms(log_density(side, name, site), frame)
       return terms[jax.lax.axis_index(_ITEMS)]
 
-    is_relax = isinstance(state, relax_lib.RelaxState)
-    item_state = relax_lib.without_gradient(state) if is_relax else state
+    item_state = est.item_state(state)
 
     def one(item_key, logits):
       if est.stateful:
@@ -651,11 +645,8 @@ class ELBO(elbo_lib.ELBO):
     values, states = jax.vmap(one, axis_name=_ITEMS)(
         jax.random.split(key, num_items), item_logits)
     new_state = None
-    if is_relax:
-      new_state = relax_lib.batch_update(state, states.cv_grad, **est.kwargs)
-    elif state is not None:
-      new_state = jax.tree_util.tree_map(
-          lambda s: jnp.mean(s, axis=0).astype(s.dtype), states)
+    if state is not None:
+      new_state = est.batch_update(state, states)
     return jnp.sum(values) + outside_value, new_state
 
   @staticmethod

@@ -37,7 +37,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from arsm_jax.estimators import base
+from arsm_jax.estimators import contract
+from arsm_jax.estimators import evaluation
+from arsm_jax.estimators import registry
 from arsm_jax.estimators import swap
 from arsm_jax.models import vae as vae_models
 from arsm_jax.tasks import vae
@@ -83,20 +85,20 @@ def arsm_lean(key, logits, f):
   pv = _pseudo_actions_lean(aug.log_pi, logits)             # [K, C, C]
   pairs = jnp.concatenate([pv[:, rows, cols], aug.z[:, None]], axis=1).T
   all_same = jnp.all(pairs == aug.z[None, :])               # from [P, K]
-  values = base.evaluate_many(f, jax.nn.one_hot(pairs, num_cats, dtype=dtype),
-                              dtype)
+  values = evaluation.evaluate_many(
+      f, jax.nn.one_hot(pairs, num_cats, dtype=dtype), dtype)
   f_matrix, f_z = values[pair_index], values[-1]
   f_matrix = jnp.where(all_same, f_z, f_matrix)
   centred = f_matrix - jnp.mean(f_matrix, axis=0, keepdims=True)
   grad = (1.0 / num_cats - aug.pi) @ centred.T
   grad = jnp.where(jnp.isneginf(logits), jnp.zeros_like(grad), grad)
   onehot_z = jax.nn.one_hot(aug.z, num_cats, dtype=dtype)
-  return base.EstimatorOutput(grad, onehot_z[None], jnp.ones((1,), dtype),
-                              f_z, jnp.asarray(values.shape[0], jnp.int32))
+  return contract.EstimatorOutput(grad, onehot_z[None], jnp.ones((1,), dtype),
+                                  f_z, jnp.asarray(values.shape[0], jnp.int32))
 
 
-base.register("arsm_lean_benchmark", arsm_lean, unbiased=True,
-              description="benchmark-local ARSM copy (vae_removals.py)")
+registry.register("arsm_lean_benchmark", arsm_lean, unbiased=True,
+                  description="benchmark-local ARSM copy (vae_removals.py)")
 
 
 def _gather_objective(model, est):

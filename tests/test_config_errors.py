@@ -24,6 +24,7 @@ from arsm_jax import tasks
 from arsm_jax import writers
 from arsm_jax.tasks import rl
 from arsm_jax.tasks import toy
+from arsm_jax.estimators import validation
 from arsm_jax.tasks import vae
 from configs import rl as rl_config
 from configs import toy as toy_config
@@ -348,8 +349,7 @@ def test_a_relax_state_for_other_logits_is_named():
 @pytest.mark.parametrize("name", ["reinforce_loo", "gumbel_rao"])
 def test_a_sample_count_beyond_memory_is_refused_up_front(name, monkeypatch):
   # eval_shape traces without allocating: the check runs at trace time.
-  monkeypatch.setattr(estimators.base, "device_memory_bytes",
-                      lambda: 8 * 2**30)
+  monkeypatch.setattr(validation, "device_memory_bytes", lambda: 8 * 2**30)
   est = estimators.get(name, num_samples=10**9)
 
   def f(z):

@@ -1,4 +1,9 @@
-"""The estimator contract and the ARSM family (foundation issue)."""
+"""The ARSM family (arsm.py, swap.py), exact and reinforce.
+
+Pseudo actions, evaluation counts, masked and bad input, unbiasedness
+against exact enumeration, jit and vmap. The registry's tests are in
+``test_registry.py``.
+"""
 
 import functools
 import re
@@ -15,63 +20,6 @@ from arsm_jax.tasks import toy
 from tests import helpers
 
 UNBIASED = ("arsm", "ars", "ar", "reinforce")
-
-
-# ---------------------------------------------------------------------------
-# Registry.
-
-
-def test_registry_lists_the_foundation_estimators():
-  assert set(UNBIASED + ("exact",)) <= set(estimators.names())
-  assert estimators.names() == sorted(estimators.names())
-
-
-def test_unknown_name_lists_known_ones():
-  with pytest.raises(ValueError, match="Unknown estimator 'armsm'.*arsm"):
-    estimators.get("armsm")
-
-
-def test_unknown_setting_is_rejected():
-  with pytest.raises(ValueError, match="Unknown setting.*'tau'.*arsm"):
-    estimators.get("arsm", tau=0.5)
-
-
-def test_estimators_are_hashable_and_compare_by_settings():
-  a = estimators.get("exact", max_outcomes=10)
-  b = estimators.get("exact", max_outcomes=10)
-  assert a == b and hash(a) == hash(b)
-  assert a != estimators.get("exact", max_outcomes=11)
-
-
-def test_public_surface_is_the_contract():
-  import types
-  contract = {"Estimator", "EstimatorInfo", "EstimatorOutput", "describe",
-              "exact_value", "get", "info", "names", "register"}
-  assert set(estimators.__all__) == contract
-  public = {n for n, v in vars(estimators).items()
-            if not n.startswith("_") and not isinstance(v, types.ModuleType)}
-  assert public == contract, public ^ contract
-  assert not hasattr(swap, "pseudo_actions_naive")
-
-
-def test_info_reports_properties_cost_reference_and_settings():
-  info = estimators.info()
-  assert list(info) == estimators.names()
-  for name, entry in info.items():
-    est = estimators.get(name)
-    assert entry.description == estimators.describe()[name]
-    assert (entry.unbiased, entry.pathwise, entry.stateful) == (
-        est.unbiased, est.pathwise, est.stateful)
-  for name in UNBIASED + ("exact", "reinforce_loo", "arsm_multi", "ars_multi",
-                          "ar_multi"):
-    assert info[name].cost and info[name].reference, name
-  assert info["arsm"].settings == {"eval_batch_size": None,
-                                   "max_distinct": None,
-                                   "skip_if_all_equal": False,
-                                   "partial_integration": False}
-  assert info["arsm_multi"].settings["num_draws"] == 2
-  assert info["reinforce_loo"].settings == {"num_samples": 2}
-  assert "C(C-1)/2+1" in info["arsm"].cost and "Yin" in info["arsm"].reference
 
 
 # ---------------------------------------------------------------------------

@@ -179,3 +179,36 @@ def test_pathwise_samples_keeps_the_first_draws_and_the_logit_gradient():
     with pytest.raises(ValueError, match=f"pathwise_samples must be None or "
                        f"an int >= 1; got {bad!r}"):
       surrogate(theta, logits, pathwise_samples=bad)
+
+
+def _counting_draw(key, logits, f, *, state):
+  """A stateful test estimator: REINFORCE, with a state that counts draws."""
+  out = estimators.get("reinforce").estimate(key, logits, f)
+  return out._replace(state={"seen": state["seen"],
+                             "count": state["count"] + 1})
+
+
+def test_batch_state_goes_through_the_estimator_hooks():
+  # Four items; each draws with the estimator's item_state and the batch's
+  # new state is its batch_update of the items' states. No hooks: every
+  # item sees the state itself and the new state is the items' mean, in the
+  # state's dtypes.
+  hooked = estimators.Estimator(
+      "_counting_test", _counting_draw, stateful=True,
+      init_fn=lambda key, logits: {"seen": jnp.float32(5.0),
+                                   "count": jnp.int32(3)},
+      item_state_fn=lambda s: {**s, "seen": jnp.float32(-1.0)},
+      batch_update_fn=lambda s, items: jax.tree_util.tree_map(
+          lambda x: jnp.sum(x, axis=0), items))
+  logits = jnp.zeros((4, 2, 3))
+  key = jax.random.PRNGKey(0)
+  state = hooked.init(key, logits[0])
+  _, new = arsm_jax.expectation(key, logits, jnp.sum, estimator=hooked,
+                                state=state)
+  assert (float(new["seen"]), int(new["count"])) == (-4.0, 16)
+  plain = estimators.Estimator(
+      "_counting_test", _counting_draw, stateful=True, init_fn=hooked.init_fn)
+  _, new = arsm_jax.expectation(key, logits, jnp.sum, estimator=plain,
+                                state=state)
+  assert (float(new["seen"]), int(new["count"])) == (5.0, 4)
+  assert new["count"].dtype == jnp.int32

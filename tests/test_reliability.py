@@ -1,9 +1,9 @@
 """Reliability of every registered estimator on bad and extreme input (issue 17).
 
-Undefined distributions give NaN (the policy of ``estimators/base.py``),
-masked categories and far-apart logits give finite estimates, keys and
-settings are checked at the contract's edge, and ``eval_batch_size`` bounds
-ARSM's scratch memory.
+Undefined distributions give NaN (the policy of ``estimators/contract.py``),
+masked categories and far-apart logits give finite estimates, keys are
+checked at the contract's edge, and ``eval_batch_size`` bounds ARSM's
+scratch memory. Settings, checked at ``get``, are in ``test_registry.py``.
 """
 
 import jax
@@ -13,7 +13,7 @@ import pytest
 
 from arsm_jax import estimators
 from arsm_jax.expectation import expectation
-from arsm_jax.estimators import base
+from arsm_jax.estimators import contract
 
 ALL = estimators.names()
 ARSM_FAMILY = ("arsm", "ars", "ar", "arsm_multi", "ars_multi", "ar_multi")
@@ -54,7 +54,7 @@ def test_undefined_rows():
                     [NEG_INF, NEG_INF, NEG_INF], [NEG_INF, 0.0, NEG_INF],
                     [1e30, -1e30, 0.0], [NEG_INF, jnp.inf, NEG_INF]])
   np.testing.assert_array_equal(
-      base.undefined_rows(rows),
+      contract.undefined_rows(rows),
       [False, True, True, True, False, False, True])
 
 
@@ -234,106 +234,6 @@ def test_vmap_over_raw_and_typed_keys_passes_the_check():
   for keys in (TYPED_BATCH, RAW_BATCH):
     grads = jax.vmap(lambda k: est(k, GOOD, smooth_objective))(keys)
     assert grads.shape == (3,) + GOOD.shape
-
-
-# ---------------------------------------------------------------------------
-# Settings, checked at get(...) time.
-
-BAD_SETTINGS = [
-    ("arsm", {"eval_batch_size": "abc"}, "eval_batch_size must be an integer "
-     ">= 1 or None; got 'abc'"),
-    ("arsm", {"eval_batch_size": -1}, "eval_batch_size.*got -1"),
-    ("arsm", {"eval_batch_size": 0}, "eval_batch_size.*got 0"),
-    ("arsm", {"eval_batch_size": 2.5}, "eval_batch_size.*got 2.5"),
-    ("arsm", {"eval_batch_size": True}, "eval_batch_size.*got True"),
-    ("arsm", {"max_distinct": 0}, "max_distinct must be >= 1.*got 0"),
-    ("arsm", {"max_distinct": "8"}, "max_distinct.*got '8'"),
-    ("arsm", {"skip_if_all_equal": "yes"},
-     "skip_if_all_equal must be True or False; got 'yes'"),
-    ("arsm", {"skip_if_all_equal": 1}, "skip_if_all_equal.*got 1"),
-    ("ars", {"eval_batch_size": 0}, "ars: eval_batch_size.*got 0"),
-    ("arsm_multi", {"num_draws": 0}, "arsm_multi: num_draws must be an "
-     "integer >= 1; got 0"),
-    ("arsm_multi", {"num_draws": "abc"}, "num_draws.*got 'abc'"),
-    ("arsm_multi", {"eval_batch_size": -1}, "arsm_multi: eval_batch_size"),
-    ("arsm_multi", {"skip_if_all_equal": None}, "skip_if_all_equal.*None"),
-    ("ars_multi", {"eval_batch_size": "x"}, "ars_multi: eval_batch_size"),
-    ("ar_multi", {"num_draws": 2.5}, "ar_multi: num_draws.*2.5"),
-    ("reinforce_loo", {"num_samples": 1}, "num_samples must be an integer "
-     ">= 2; got 1"),
-    ("reinforce_loo", {"num_samples": "2"}, "num_samples.*got '2'"),
-    ("exact", {"max_outcomes": 0}, "max_outcomes must be an integer >= 1"),
-    ("exact", {"max_outcomes": "abc"}, "max_outcomes.*'abc'"),
-    ("exact", {"eval_batch_size": 0}, "exact: eval_batch_size"),
-    ("relax", {"hidden_sizes": (4, 0)}, "relax: hidden_sizes.*got \\(4, 0\\)"),
-    ("relax", {"cv_learning_rate": -1.0}, "relax: cv_learning_rate.*-1.0"),
-    ("relax", {"temperature": 0.0}, "relax: temperature.*got 0.0"),
-    ("relax", {"include_f": 1}, "relax: include_f must be True or False"),
-    ("relax", {"learn_temperature": "no"}, "relax: learn_temperature.*'no'"),
-    ("gumbel_softmax", {"temperature": -1.0},
-     "gumbel_softmax: temperature.*-1.0"),
-    ("st_gumbel_softmax", {"temperature": "x"},
-     "st_gumbel_softmax: temperature.*'x'"),
-    ("reinmax", {"temperature": float("inf")}, "reinmax: temperature.*inf"),
-    ("reinforce_wor", {"num_samples": 1}, "reinforce_wor: num_samples.*>= 2"),
-    ("unordered_set", {"num_samples": 2.5}, "unordered_set: num_samples.*2.5"),
-    ("indecater", {"eval_batch_size": 0}, "indecater: eval_batch_size.*got 0"),
-    ("gumbel_rao", {"num_samples": 0}, "gumbel_rao: num_samples.*got 0"),
-    ("gumbel_rao", {"temperature": -1.0}, "gumbel_rao: temperature.*-1.0"),
-]
-
-
-@pytest.mark.parametrize("name,settings,match", BAD_SETTINGS)
-def test_bad_settings_raise_at_get(name, settings, match):
-  with pytest.raises(ValueError, match=match):
-    estimators.get(name, **settings)
-
-
-@pytest.mark.parametrize("name,settings", [
-    ("arsm", {"eval_batch_size": np.int64(8), "max_distinct": 4,
-              "skip_if_all_equal": np.bool_(True)}),
-    ("arsm", {"eval_batch_size": None, "max_distinct": None}),
-    ("arsm_multi", {"num_draws": 3, "eval_batch_size": 4}),
-    ("reinforce_loo", {"num_samples": 2}),
-    ("exact", {"max_outcomes": 10, "eval_batch_size": 3}),
-])
-def test_good_settings_are_accepted(name, settings):
-  est = estimators.get(name, **settings)
-  assert est(jax.random.PRNGKey(0), GOOD[:2, :3],
-             lambda z: jnp.sum(z * W1[:2, :3])).shape == (2, 3)
-
-
-@pytest.fixture
-def scratch_registry():
-  """Registers test estimators and removes them afterwards."""
-  added = []
-  yield added
-  for name in added:
-    del base._REGISTRY[name]  # pylint: disable=protected-access
-
-
-def test_register_calls_the_settings_hook_with_defaults(scratch_registry):
-  seen = []
-
-  def check(name, settings):
-    seen.append((name, dict(settings)))
-    if settings["scale"] <= 0:
-      raise ValueError(f"{name}: scale must be > 0; got {settings['scale']}.")
-
-  def scaled(key, logits, f, *, scale=1.0, shift=0):
-    out = estimators.get("reinforce").estimate(key, logits, f)
-    return out._replace(grad=scale * out.grad + shift)
-
-  estimators.register("_scaled_test", scaled, description="test",
-                      check_settings=check, cost="1", reference="none")
-  scratch_registry.append("_scaled_test")
-  estimators.get("_scaled_test", shift=2)
-  assert seen == [("_scaled_test", {"scale": 1.0, "shift": 2})]
-  with pytest.raises(ValueError, match="_scaled_test: scale must be > 0"):
-    estimators.get("_scaled_test", scale=-1.0)
-  entry = estimators.info()["_scaled_test"]
-  assert entry.settings == {"scale": 1.0, "shift": 0}
-  assert (entry.cost, entry.reference) == ("1", "none")
 
 
 # ---------------------------------------------------------------------------

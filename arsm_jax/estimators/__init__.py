@@ -7,10 +7,15 @@
 ``names()`` lists what is registered, ``get(name, **settings)`` returns an
 :class:`Estimator`, ``describe()`` and ``info()`` say what each one is and
 costs, ``register`` adds one, and ``exact_value`` gives the exact expectation
-by enumeration. The building blocks (the Dirichlet augmentation and pseudo
-actions) live in ``arsm_jax.estimators.swap``; the behaviour on bad input
-(undefined distributions, keys, settings) is documented in
-``arsm_jax.estimators.base``.
+by enumeration.
+
+The package holds one estimator family a module, on top of four shared ones:
+``contract`` (the single-draw contract, :class:`Estimator`, and the
+behaviour on bad input: undefined distributions, keys, batch state),
+``registry`` (``register``, ``get``, ``names``, ``info``), ``validation``
+(the checks of settings and inputs) and ``evaluation`` (``f`` on many
+one-hot arrays). The building blocks of ARSM (the Dirichlet augmentation and
+pseudo actions) live in ``arsm_jax.estimators.swap``.
 """
 
 from arsm_jax.estimators import arsm as _arsm  # noqa: F401  (registers)
@@ -26,10 +31,9 @@ from arsm_jax.estimators import relax as _relax  # noqa: F401
 from arsm_jax.estimators import relaxed as _relaxed  # noqa: F401
 from arsm_jax.estimators import unordered as _unordered  # noqa: F401
 from arsm_jax.estimators import wor as _wor  # noqa: F401
-from arsm_jax.estimators.base import (
-    Estimator,
+from arsm_jax.estimators.contract import Estimator, EstimatorOutput
+from arsm_jax.estimators.registry import (
     EstimatorInfo,
-    EstimatorOutput,
     describe,
     get,
     info,

@@ -58,8 +58,11 @@ from typing import Optional
 import jax
 import jax.numpy as jnp
 
-from arsm_jax.estimators import base
+from arsm_jax.estimators import contract
+from arsm_jax.estimators import evaluation
+from arsm_jax.estimators import registry
 from arsm_jax.estimators import swap
+from arsm_jax.estimators import validation
 
 Array = jax.Array
 
@@ -120,11 +123,11 @@ def _distinct_rows(rows: Array, capacity: int):
   return unique, inverse, group[-1] + 1
 
 
-def arsm(key, logits: Array, f: base.Objective, *,
+def arsm(key, logits: Array, f: contract.Objective, *,
          eval_batch_size: Optional[int] = None,
          max_distinct: Optional[int] = None,
          skip_if_all_equal: bool = False,
-         partial_integration: bool = False) -> base.EstimatorOutput:
+         partial_integration: bool = False) -> contract.EstimatorOutput:
   r"""Augment-REINFORCE-swap-merge: one Dirichlet draw, all C(C-1)/2 swaps.
 
   Args:
@@ -158,7 +161,7 @@ def arsm(key, logits: Array, f: base.Objective, *,
       higher; off by default so published numbers stay as they were.
 
   Returns:
-    An :class:`~arsm_jax.estimators.base.EstimatorOutput`; ``num_evals`` is
+    An :class:`~arsm_jax.estimators.contract.EstimatorOutput`; ``num_evals`` is
     ``C(C-1)/2 + 1`` (``C`` when K = 1, where f is tabulated on the C
     categories instead; the number of distinct pseudo vectors with
     ``max_distinct``), or 1 for a skipped draw with ``skip_if_all_equal``.
@@ -176,12 +179,12 @@ def arsm(key, logits: Array, f: base.Objective, *,
     # C evaluations (never more than C(C-1)/2 + 1) give the whole matrix.
     def evaluate(_):
       if eval_batch_size is None:
-        table = base.evaluate_many(
+        table = evaluation.evaluate_many(
             f, jnp.eye(num_cats, dtype=dtype)[:, None], dtype)  # [C]
       else:
         cats = jnp.arange(num_cats, dtype=jnp.int32)[:, None]  # [C, 1]
-        table = base.evaluate_indices(f, cats, num_cats, dtype,
-                                      eval_batch_size)      # [C]
+        table = evaluation.evaluate_indices(f, cats, num_cats, dtype,
+                                            eval_batch_size)  # [C]
       return table[pv[0]], table[aug.z[0]], jnp.asarray(num_cats, jnp.int32)
 
   else:
@@ -199,16 +202,16 @@ def arsm(key, logits: Array, f: base.Objective, *,
     all_same = jnp.all(pairs == aug.z[None, :])
 
     def evaluate_all(_):
-      values = base.evaluate_indices(f, pairs, num_cats, dtype,
-                                     batch_size)            # [M + 1]
+      values = evaluation.evaluate_indices(f, pairs, num_cats, dtype,
+                                           batch_size)      # [M + 1]
       return values, jnp.asarray(num_full, jnp.int32)
 
     def evaluate_distinct(_):
       unique, inverse, count = _distinct_rows(pairs, int(max_distinct))
 
       def dedup(_):
-        values = base.evaluate_indices(f, unique, num_cats, dtype,
-                                       batch_size)          # [capacity]
+        values = evaluation.evaluate_indices(f, unique, num_cats, dtype,
+                                             batch_size)    # [capacity]
         return values[inverse], count.astype(jnp.int32)
 
       return jax.lax.cond(count > int(max_distinct), evaluate_all, dedup, None)
@@ -219,7 +222,7 @@ def arsm(key, logits: Array, f: base.Objective, *,
       return values[pair_index], values[-1], n              # [C, C], f(z)
 
   def skip(_):
-    f_z = base.call_objective(f, onehot_z, dtype)
+    f_z = evaluation.call_objective(f, onehot_z, dtype)
     return (jnp.broadcast_to(f_z, (num_cats, num_cats)), f_z,
             jnp.asarray(1, jnp.int32))
 
@@ -239,7 +242,7 @@ def arsm(key, logits: Array, f: base.Objective, *,
   grad = weights @ centred.T                                # [K, C] over c
   grad = _zero_masked(grad, logits)
   samples, w = _single(onehot_z, dtype)
-  return base.EstimatorOutput(grad, samples, w, f_z, num_evals)
+  return contract.EstimatorOutput(grad, samples, w, f_z, num_evals)
 
 
 def _ars_interval(log_pi: Array, logits: Array, pv: Array, ref: Array,
@@ -306,9 +309,9 @@ def _ars_interval(log_pi: Array, logits: Array, pv: Array, ref: Array,
   return lo, jnp.maximum(hi, lo)
 
 
-def ars(key, logits: Array, f: base.Objective, *,
+def ars(key, logits: Array, f: contract.Objective, *,
         eval_batch_size: Optional[int] = None,
-        partial_integration: bool = False) -> base.EstimatorOutput:
+        partial_integration: bool = False) -> contract.EstimatorOutput:
   r"""Augment-REINFORCE-swap with one reference category j drawn uniformly.
 
   Evaluates f on the C pseudo vectors of column j (one of which is z).
@@ -331,8 +334,8 @@ def ars(key, logits: Array, f: base.Objective, *,
   ref = jax.random.randint(key_ref, (), 0, num_cats)
   cats = jnp.arange(num_cats, dtype=jnp.int32)
   pv = swap.swap_argmin(aug.log_pi, logits, cats, ref)      # [K, C]
-  values = base.evaluate_indices(f, pv.T, num_cats, dtype,
-                                 eval_batch_size)           # [C]
+  values = evaluation.evaluate_indices(f, pv.T, num_cats, dtype,
+                                       eval_batch_size)     # [C]
   pi_ref = aug.pi[:, ref]                                   # [K]
   if partial_integration:
     shift = jax.random.randint(jax.random.fold_in(key_ref, 1), (), 1,
@@ -347,50 +350,52 @@ def ars(key, logits: Array, f: base.Objective, *,
   grad = _zero_masked(grad, logits)
   f_z = values[ref]
   samples, w = _single(_onehot(aug.z, num_cats, dtype), dtype)
-  return base.EstimatorOutput(grad, samples, w, f_z,
-                              jnp.asarray(num_cats, jnp.int32))
+  return contract.EstimatorOutput(grad, samples, w, f_z,
+                                  jnp.asarray(num_cats, jnp.int32))
 
 
-def ar(key, logits: Array, f: base.Objective) -> base.EstimatorOutput:
+def ar(key, logits: Array, f: contract.Objective) -> contract.EstimatorOutput:
   r"""Augment-REINFORCE: ``f(z) (1 - C pi)``, one evaluation of f."""
   dtype = logits.dtype
   num_cats = logits.shape[1]
   aug = swap.augment(key, logits)
   onehot_z = _onehot(aug.z, num_cats, dtype)
-  f_z = base.call_objective(f, onehot_z, dtype)
+  f_z = evaluation.call_objective(f, onehot_z, dtype)
   grad = _zero_masked(f_z * (1.0 - num_cats * aug.pi), logits)
   samples, w = _single(onehot_z, dtype)
-  return base.EstimatorOutput(grad, samples, w, f_z, jnp.asarray(1, jnp.int32))
+  return contract.EstimatorOutput(grad, samples, w, f_z,
+                                  jnp.asarray(1, jnp.int32))
 
 
 def check_arsm_settings(name: str, settings) -> None:
   """``check_settings`` hook of ``arsm`` (and of ``arsm_multi``)."""
-  base.check_int(settings["eval_batch_size"], "eval_batch_size", name,
-                 allow_none=True)
+  validation.check_int(settings["eval_batch_size"], "eval_batch_size", name,
+                       allow_none=True)
   if settings["max_distinct"] is not None and not (
       isinstance(settings["max_distinct"], numbers.Integral)
       and not isinstance(settings["max_distinct"], bool)
       and settings["max_distinct"] >= 1):
     raise ValueError(f"{name}: max_distinct must be >= 1 (an int) or None; "
                      f"got {settings['max_distinct']!r}.")
-  base.check_bool(settings["skip_if_all_equal"], "skip_if_all_equal", name)
-  base.check_bool(settings["partial_integration"], "partial_integration",
-                  name)
+  validation.check_bool(settings["skip_if_all_equal"], "skip_if_all_equal",
+                        name)
+  validation.check_bool(settings["partial_integration"], "partial_integration",
+                        name)
 
 
 def check_ars_settings(name: str, settings) -> None:
   """``check_settings`` hook of ``ars`` (and of ``ars_multi``)."""
-  base.check_int(settings["eval_batch_size"], "eval_batch_size", name,
-                 allow_none=True)
-  base.check_bool(settings["partial_integration"], "partial_integration",
-                  name)
+  validation.check_int(settings["eval_batch_size"], "eval_batch_size", name,
+                       allow_none=True)
+  validation.check_bool(settings["partial_integration"], "partial_integration",
+                        name)
 
 
 REFERENCE = ("Yin, Yue and Zhou. ARSM: Augment-REINFORCE-Swap-Merge Estimator "
              "for Gradient Backpropagation Through Categorical Variables. "
              "ICML 2019.")
 
-base.register(
+registry.register(
     "arsm", arsm, unbiased=True, check_settings=check_arsm_settings,
     cost="C(C-1)/2+1 (K>1), C (K=1); the distinct pseudo vectors with "
     "max_distinct; 1 for a draw skipped by skip_if_all_equal",
@@ -399,12 +404,12 @@ base.register(
     "C(C-1)/2+1 evaluations per draw (C when K = 1; 1 with "
     "skip_if_all_equal when every pseudo action equals z); "
     "partial_integration=True is ARSM+ (Dong et al. 2021).")
-base.register(
+registry.register(
     "ars", ars, unbiased=True, check_settings=check_ars_settings, cost="C",
     reference=REFERENCE,
     description="Augment-REINFORCE-swap: one uniformly drawn reference "
     "category, C evaluations per draw; partial_integration=True is ARS+ "
     "(Dong et al. 2021).")
-base.register(
+registry.register(
     "ar", ar, unbiased=True, cost="1", reference=REFERENCE,
     description="Augment-REINFORCE: f(z)(1 - C pi), one evaluation.")

@@ -90,7 +90,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from arsm_jax.estimators import base
+from arsm_jax.estimators import contract
+from arsm_jax.estimators import evaluation
+from arsm_jax.estimators import registry
+from arsm_jax.estimators import validation
 
 Array = jax.Array
 
@@ -239,9 +242,9 @@ def _left_edges(kind: str, z: Array, probs: Array) -> Array:
 
 
 def carms_from_uniforms(u: Array, order_index: Array, logits: Array,
-                        f: base.Objective,
+                        f: contract.Objective,
                         category_order: str = "first_last"
-                        ) -> base.EstimatorOutput:
+                        ) -> contract.EstimatorOutput:
   """CARMS given the copula's uniforms and each dimension's drawn order.
 
   Args:
@@ -264,7 +267,7 @@ def carms_from_uniforms(u: Array, order_index: Array, logits: Array,
   pos = jnp.sum(right[None, :, :-1] <= u[:, :, None], axis=-1)  # [M, K]
   z = jnp.take_along_axis(order[None], pos[..., None], axis=-1)[..., 0]
   onehots = jax.nn.one_hot(z, num_cats, dtype=dtype)            # [M, K, C]
-  values = base.evaluate_many(f, onehots, dtype)                # [M]
+  values = evaluation.evaluate_many(f, onehots, dtype)          # [M]
 
   # q2 averaged over the orders (the order is drawn uniformly among them),
   # for the M(M-1)/2 pairs i < j (it is symmetric; the diagonal is unused).
@@ -287,12 +290,13 @@ def carms_from_uniforms(u: Array, order_index: Array, logits: Array,
   grad = jnp.einsum("mk,mkc->kc", coeff, onehots - probs[None])
   grad = jnp.where(jnp.isneginf(logits), 0.0, grad)
   sample_weights = jnp.full((num_samples,), 1.0 / num_samples, dtype)
-  return base.EstimatorOutput(grad, onehots, sample_weights, jnp.mean(values),
-                              jnp.asarray(num_samples, jnp.int32))
+  return contract.EstimatorOutput(grad, onehots, sample_weights,
+                                  jnp.mean(values),
+                                  jnp.asarray(num_samples, jnp.int32))
 
 
-def carms(key, logits: Array, f: base.Objective, *, num_samples: int = 4,
-          category_order: str = "auto") -> base.EstimatorOutput:
+def carms(key, logits: Array, f: contract.Objective, *, num_samples: int = 4,
+          category_order: str = "auto") -> contract.EstimatorOutput:
   r"""CARMS from ``num_samples`` jointly antithetic draws (module docstring).
 
   Args:
@@ -307,7 +311,7 @@ def carms(key, logits: Array, f: base.Objective, *, num_samples: int = 4,
       ``"auto"`` (the default: rotations for M >= 3, first_last for M = 2).
 
   Returns:
-    An :class:`~arsm_jax.estimators.base.EstimatorOutput` with the M samples
+    An :class:`~arsm_jax.estimators.contract.EstimatorOutput` with the M samples
     ``[M, K, C]``, weights ``1/M`` each, ``value`` the mean of the M values
     and ``num_evals = M``.
   """
@@ -324,7 +328,8 @@ def carms(key, logits: Array, f: base.Objective, *, num_samples: int = 4,
 
 def check_carms_settings(name: str, settings) -> None:
   """The ``check_settings`` hook: ``num_samples`` and ``category_order``."""
-  m = base.check_int(settings["num_samples"], "num_samples", name, minimum=2)
+  m = validation.check_int(settings["num_samples"], "num_samples", name,
+                           minimum=2)
   if m > MAX_SAMPLES:
     raise ValueError(f"{name}: num_samples must be <= {MAX_SAMPLES}; got {m}.")
   if settings["category_order"] not in ORDERS:
@@ -336,7 +341,7 @@ def check_carms_settings(name: str, settings) -> None:
                      f"categories are never drawn together); got {m}.")
 
 
-base.register(
+registry.register(
     "carms", carms, unbiased=True, check_settings=check_carms_settings,
     cost="num_samples",
     reference="Dimitriev and Zhou. CARMS: Categorical-Antithetic-REINFORCE "

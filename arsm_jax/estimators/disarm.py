@@ -79,7 +79,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from arsm_jax.estimators import base
+from arsm_jax.estimators import contract
+from arsm_jax.estimators import evaluation
+from arsm_jax.estimators import registry
+from arsm_jax.estimators import validation
 
 Array = jax.Array
 
@@ -137,7 +140,7 @@ def _sort_order(logits: Array, logits_order) -> Array:
   return jnp.argsort(key, axis=-1).astype(jnp.int32)
 
 
-def _one_pair(key, logits: Array, f: base.Objective, binarisation: str,
+def _one_pair(key, logits: Array, f: contract.Objective, binarisation: str,
               importance_weight: bool, logits_order):
   """One antithetic pair: ``(grad [K, C], onehots [2, K, C], values [2])``."""
   dtype = logits.dtype
@@ -161,7 +164,7 @@ def _one_pair(key, logits: Array, f: base.Objective, binarisation: str,
   cat1 = jnp.take_along_axis(order, leaf1[:, None], axis=-1)[:, 0]
   cat2 = jnp.take_along_axis(order, leaf2[:, None], axis=-1)[:, 0]
   onehots = jax.nn.one_hot(jnp.stack([cat1, cat2]), num_cats, dtype=dtype)
-  values = base.evaluate_many(f, onehots, dtype)               # [2]
+  values = evaluation.evaluate_many(f, onehots, dtype)         # [2]
   diff = 0.5 * (values[0] - values[1])
   visit1 = path[leaf1] != 0                                    # [K, N]
   visit2 = path[leaf2] != 0
@@ -201,11 +204,11 @@ def _one_pair(key, logits: Array, f: base.Objective, binarisation: str,
   return grad, onehots, values
 
 
-def disarm(key, logits: Array, f: base.Objective, *,
+def disarm(key, logits: Array, f: contract.Objective, *,
            binarisation: str = "stick_breaking",
            importance_weight: bool = True,
            logits_order="ascending",
-           num_pairs: int = 1) -> base.EstimatorOutput:
+           num_pairs: int = 1) -> contract.EstimatorOutput:
   r"""Categorical DisARM from antithetic pairs (module docstring).
 
   Args:
@@ -220,7 +223,7 @@ def disarm(key, logits: Array, f: base.Objective, *,
     num_pairs: independent antithetic pairs averaged (2 evaluations each).
 
   Returns:
-    An :class:`~arsm_jax.estimators.base.EstimatorOutput` with the
+    An :class:`~arsm_jax.estimators.contract.EstimatorOutput` with the
     ``2 * num_pairs`` samples, weights ``1 / (2 num_pairs)``, ``value`` the
     mean of their values and ``num_evals = 2 * num_pairs``.
   """
@@ -232,9 +235,9 @@ def disarm(key, logits: Array, f: base.Objective, *,
   grad = jnp.where(jnp.isneginf(logits), 0.0, grad)
   samples = onehots.reshape((-1,) + logits.shape)              # [2P, K, C]
   n = 2 * num_pairs
-  return base.EstimatorOutput(grad, samples,
-                              jnp.full((n,), 1.0 / n, logits.dtype),
-                              jnp.mean(values), jnp.asarray(n, jnp.int32))
+  return contract.EstimatorOutput(grad, samples,
+                                  jnp.full((n,), 1.0 / n, logits.dtype),
+                                  jnp.mean(values), jnp.asarray(n, jnp.int32))
 
 
 def check_disarm_settings(name: str, settings) -> None:
@@ -242,11 +245,12 @@ def check_disarm_settings(name: str, settings) -> None:
   if settings["binarisation"] not in BINARISATIONS:
     raise ValueError(f"{name}: binarisation must be one of {BINARISATIONS}; "
                      f"got {settings['binarisation']!r}.")
-  base.check_bool(settings["importance_weight"], "importance_weight", name)
+  validation.check_bool(settings["importance_weight"], "importance_weight",
+                        name)
   if settings["logits_order"] not in LOGITS_ORDERS:
     raise ValueError(f"{name}: logits_order must be one of {LOGITS_ORDERS}; "
                      f"got {settings['logits_order']!r}.")
-  base.check_int(settings["num_pairs"], "num_pairs", name, minimum=1)
+  validation.check_int(settings["num_pairs"], "num_pairs", name, minimum=1)
   if settings["importance_weight"] and (
       settings["binarisation"] != "stick_breaking"
       or settings["logits_order"] != "ascending"):
@@ -260,7 +264,7 @@ def check_disarm_settings(name: str, settings) -> None:
         "the other variants.")
 
 
-base.register(
+registry.register(
     "disarm", disarm, unbiased=True, check_settings=check_disarm_settings,
     cost="2 num_pairs",
     reference="Dong, Mnih and Tucker. Coupled gradient estimators for "

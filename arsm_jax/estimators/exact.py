@@ -19,7 +19,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from arsm_jax.estimators import base
+from arsm_jax.estimators import contract
+from arsm_jax.estimators import evaluation
+from arsm_jax.estimators import registry
+from arsm_jax.estimators import validation
 
 Array = jax.Array
 
@@ -33,7 +36,7 @@ def _outcomes(num_dims: int, num_cats: int) -> np.ndarray:
   return grid.astype(np.int32)
 
 
-def _enumerate(logits: Array, f: base.Objective, max_outcomes: int,
+def _enumerate(logits: Array, f: contract.Objective, max_outcomes: int,
                eval_batch_size: Optional[int]):
   num_dims, num_cats = logits.shape
   count = num_cats ** num_dims
@@ -48,11 +51,11 @@ def _enumerate(logits: Array, f: base.Objective, max_outcomes: int,
   log_probs = jax.nn.log_softmax(logits, axis=-1)            # [K, C]
   per_dim = jnp.take_along_axis(log_probs.T, outcomes, axis=0)  # [N, K]
   probs = jnp.exp(jnp.sum(per_dim, axis=-1))                 # [N]
-  values = base.evaluate_many(f, onehots, logits.dtype, eval_batch_size)
+  values = evaluation.evaluate_many(f, onehots, logits.dtype, eval_batch_size)
   return onehots, probs, values
 
 
-def exact_value(logits, f: base.Objective, *,
+def exact_value(logits, f: contract.Objective, *,
                 max_outcomes: int = DEFAULT_MAX_OUTCOMES) -> Array:
   """``E_{z ~ Cat(softmax(logits))}[f(onehot(z))]`` by enumeration.
 
@@ -61,33 +64,34 @@ def exact_value(logits, f: base.Objective, *,
     f: objective on one-hot ``[K, C]`` arrays.
     max_outcomes: refuse (``ValueError``) when ``C**K`` exceeds this.
   """
-  max_outcomes = base.check_int(max_outcomes, "max_outcomes", "exact_value")
-  logits = base.check_logits(logits, "exact_value")
-  base.check_objective(f, logits)
+  max_outcomes = validation.check_int(max_outcomes, "max_outcomes",
+                                      "exact_value")
+  logits = validation.check_logits(logits, "exact_value")
+  validation.check_objective(f, logits)
   _, probs, values = _enumerate(logits, f, max_outcomes, None)
   return jnp.sum(probs * values)
 
 
-def exact(key, logits: Array, f: base.Objective, *,
+def exact(key, logits: Array, f: contract.Objective, *,
           max_outcomes: int = DEFAULT_MAX_OUTCOMES,
-          eval_batch_size: Optional[int] = None) -> base.EstimatorOutput:
+          eval_batch_size: Optional[int] = None) -> contract.EstimatorOutput:
   """The true gradient (``key`` is ignored). ``samples`` are all outcomes."""
   del key
   onehots, probs, values = _enumerate(logits, f, max_outcomes, eval_batch_size)
   value = jnp.sum(probs * values)
   grad = jnp.einsum("n,nkc->kc", probs * (values - value), onehots)
-  return base.EstimatorOutput(grad, onehots, probs, value,
-                              jnp.asarray(values.shape[0], jnp.int32))
+  return contract.EstimatorOutput(grad, onehots, probs, value,
+                                  jnp.asarray(values.shape[0], jnp.int32))
 
 
 def check_exact_settings(name: str, settings) -> None:
   """``check_settings`` hook of ``exact``."""
-  base.check_int(settings["max_outcomes"], "max_outcomes", name)
-  base.check_int(settings["eval_batch_size"], "eval_batch_size", name,
-                 allow_none=True)
+  validation.check_int(settings["max_outcomes"], "max_outcomes", name)
+  validation.check_int(settings["eval_batch_size"], "eval_batch_size", name,
+                       allow_none=True)
 
 
-base.register(
+registry.register(
     "exact", exact, unbiased=True, check_settings=check_exact_settings,
     needs_key=False, cost="C**K (every outcome)",
     reference="Enumeration of all outcomes (no approximation).",

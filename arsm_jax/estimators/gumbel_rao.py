@@ -47,9 +47,12 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from arsm_jax.estimators import base
+from arsm_jax.estimators import contract
+from arsm_jax.estimators import evaluation
 from arsm_jax.estimators import loo
+from arsm_jax.estimators import registry
 from arsm_jax.estimators import relaxed
+from arsm_jax.estimators import validation
 
 Array = jax.Array
 
@@ -78,9 +81,9 @@ def conditional_gumbel(key, log_probs: Array, hard: Array,
   return jnp.where(onehot, -log_e_top, others)
 
 
-def gumbel_rao(key, logits: Array, f: base.Objective, *,
+def gumbel_rao(key, logits: Array, f: contract.Objective, *,
                num_samples: int = 10,
-               temperature: float = 1.0) -> base.EstimatorOutput:
+               temperature: float = 1.0) -> contract.EstimatorOutput:
   r"""Gumbel-Rao from one hard sample and M conditional relaxations.
 
   Args:
@@ -92,7 +95,7 @@ def gumbel_rao(key, logits: Array, f: base.Objective, *,
     temperature: :math:`\tau > 0` of the relaxation.
 
   Returns:
-    An :class:`~arsm_jax.estimators.base.EstimatorOutput` with the hard
+    An :class:`~arsm_jax.estimators.contract.EstimatorOutput` with the hard
     sample (weight 1), ``value = f(D)`` and ``num_evals = 1``.
   """
   m = loo.check_count(num_samples, "num_samples", "gumbel_rao", 1)
@@ -102,14 +105,14 @@ def gumbel_rao(key, logits: Array, f: base.Objective, *,
   num_cats = logits.shape[1]
   # The M relaxations are [M, K, C] arrays (several at once: e, log e, the
   # perturbed logits, y): refused at trace time when they cannot fit.
-  base.check_memory("gumbel_rao", "num_samples", m,
-                    4 * logits.size * jnp.dtype(dtype).itemsize,
-                    "the relaxations of one draw")
+  validation.check_memory("gumbel_rao", "num_samples", m,
+                          4 * logits.size * jnp.dtype(dtype).itemsize,
+                          "the relaxations of one draw")
   key_hard, key_cond = jax.random.split(key)
   hard_idx = jax.random.categorical(key_hard, logits, axis=-1)  # [K]
   hard = jax.nn.one_hot(hard_idx, num_cats, dtype=dtype)        # [K, C]
   value, grad_f = jax.value_and_grad(
-      lambda z: base.call_objective(f, z, dtype))(hard)         # [K, C]
+      lambda z: evaluation.call_objective(f, z, dtype))(hard)   # [K, C]
   log_probs = jax.nn.log_softmax(logits, axis=-1)
   # f's gradient at a masked category (say a log q(z) term's -inf) must not
   # reach the estimate: those coordinates get y = 0 and no gradient.
@@ -118,8 +121,8 @@ def gumbel_rao(key, logits: Array, f: base.Objective, *,
   y = jax.nn.softmax(x / tau, axis=-1)                          # [M, K, C]
   inner = jnp.sum(y * grad_f[None], axis=-1, keepdims=True)     # [M, K, 1]
   grad = jnp.mean(y * (grad_f[None] - inner), axis=0) / tau     # [K, C]
-  return base.EstimatorOutput(grad, hard[None], jnp.ones((1,), dtype), value,
-                              jnp.asarray(1, jnp.int32))
+  return contract.EstimatorOutput(grad, hard[None], jnp.ones((1,), dtype),
+                                  value, jnp.asarray(1, jnp.int32))
 
 
 def check_gumbel_rao_settings(name: str, settings) -> None:
@@ -128,7 +131,7 @@ def check_gumbel_rao_settings(name: str, settings) -> None:
   relaxed.check_temperature(settings["temperature"], name)
 
 
-base.register(
+registry.register(
     "gumbel_rao", gumbel_rao, unbiased=False, pathwise=True,
     check_settings=check_gumbel_rao_settings,
     cost="1 (and one gradient of f in z); plus O(num_samples K C) arithmetic",

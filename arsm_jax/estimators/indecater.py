@@ -39,7 +39,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from arsm_jax.estimators import base
+from arsm_jax.estimators import contract
+from arsm_jax.estimators import evaluation
+from arsm_jax.estimators import registry
 
 Array = jax.Array
 
@@ -52,8 +54,8 @@ def _check_eval_batch_size(eval_batch_size, who: str) -> None:
                      f"None; got {eval_batch_size!r}.")
 
 
-def indecater(key, logits: Array, f: base.Objective, *,
-              eval_batch_size: int | None = None) -> base.EstimatorOutput:
+def indecater(key, logits: Array, f: contract.Objective, *,
+              eval_batch_size: int | None = None) -> contract.EstimatorOutput:
   r"""IndeCateR from one draw (module docstring).
 
   Args:
@@ -64,7 +66,7 @@ def indecater(key, logits: Array, f: base.Objective, *,
       integer evaluates them in chunks of that size (bounding memory).
 
   Returns:
-    An :class:`~arsm_jax.estimators.base.EstimatorOutput` with the draw z
+    An :class:`~arsm_jax.estimators.contract.EstimatorOutput` with the draw z
     (weight 1), ``value`` :math:`f(z)` and ``num_evals = K*C``.
   """
   _check_eval_batch_size(eval_batch_size, "indecater")
@@ -79,16 +81,16 @@ def indecater(key, logits: Array, f: base.Objective, *,
   dims = jnp.arange(num_dims)
   grid = grid.at[dims, :, dims].set(cats)
   onehots = jax.nn.one_hot(grid.reshape(-1, num_dims), num_cats, dtype=dtype)
-  values = base.evaluate_many(f, onehots, dtype, eval_batch_size)
+  values = evaluation.evaluate_many(f, onehots, dtype, eval_batch_size)
   values = values.reshape(num_dims, num_cats)                  # [K, C]
   values = jnp.where(allowed, values, 0.0)
   mean = jnp.sum(probs * values, axis=-1, keepdims=True)       # [K, 1]
   grad = jnp.where(allowed, probs * (values - mean), 0.0)
   onehot_z = jax.nn.one_hot(z, num_cats, dtype=dtype)
   value = values[0, z[0]]
-  return base.EstimatorOutput(grad, onehot_z[None], jnp.ones((1,), dtype),
-                              value, jnp.asarray(num_dims * num_cats,
-                                                 jnp.int32))
+  return contract.EstimatorOutput(grad, onehot_z[None], jnp.ones((1,), dtype),
+                                  value, jnp.asarray(num_dims * num_cats,
+                                                     jnp.int32))
 
 
 def check_indecater_settings(name: str, settings) -> None:
@@ -96,7 +98,7 @@ def check_indecater_settings(name: str, settings) -> None:
   _check_eval_batch_size(settings["eval_batch_size"], name)
 
 
-base.register(
+registry.register(
     "indecater", indecater, unbiased=True,
     check_settings=check_indecater_settings, cost="K*C",
     reference="De Smet, Sansone and Zuidberg Dos Martires. Differentiable "

@@ -25,18 +25,21 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from arsm_jax.estimators import base
+from arsm_jax.estimators import contract
+from arsm_jax.estimators import evaluation
+from arsm_jax.estimators import registry
+from arsm_jax.estimators import validation
 
 Array = jax.Array
 
 
 def check_count(value, name: str, who: str, minimum: int) -> int:
   """Checks that a count setting is an integer >= ``minimum``; returns it."""
-  return base.check_int(value, name, who, minimum=minimum)
+  return validation.check_int(value, name, who, minimum=minimum)
 
 
-def reinforce_loo(key, logits: Array, f: base.Objective, *,
-                  num_samples: int = 2) -> base.EstimatorOutput:
+def reinforce_loo(key, logits: Array, f: contract.Objective, *,
+                  num_samples: int = 2) -> contract.EstimatorOutput:
   r"""Leave-one-out REINFORCE from ``num_samples`` independent draws.
 
   Args:
@@ -46,7 +49,7 @@ def reinforce_loo(key, logits: Array, f: base.Objective, *,
     num_samples: n >= 2 draws (and evaluations of f).
 
   Returns:
-    An :class:`~arsm_jax.estimators.base.EstimatorOutput` with the n samples
+    An :class:`~arsm_jax.estimators.contract.EstimatorOutput` with the n samples
     ``[n, K, C]``, weights ``1/n`` each, ``value`` the mean of the n values and
     ``num_evals = n``.
   """
@@ -56,26 +59,27 @@ def reinforce_loo(key, logits: Array, f: base.Objective, *,
   # Each draw holds [n, K] categories and [n, K, C] one-hots and scores (at
   # least; f's own evaluations come on top): refused at trace time when
   # that alone cannot fit, instead of failing to allocate at run time.
-  base.check_memory("reinforce_loo", "num_samples", n,
-                    num_dims * (4 + 2 * num_cats * jnp.dtype(dtype).itemsize),
-                    "the samples of one draw")
+  validation.check_memory(
+      "reinforce_loo", "num_samples", n,
+      num_dims * (4 + 2 * num_cats * jnp.dtype(dtype).itemsize),
+      "the samples of one draw")
   z = jax.random.categorical(key, logits, axis=-1, shape=(n, num_dims))  # [n, K]
   onehots = jax.nn.one_hot(z, num_cats, dtype=dtype)         # [n, K, C]
-  values = base.evaluate_many(f, onehots, dtype)             # [n]
+  values = evaluation.evaluate_many(f, onehots, dtype)       # [n]
   baselines = (jnp.sum(values) - values) / (n - 1)           # [n]
   scores = onehots - jax.nn.softmax(logits, axis=-1)         # [n, K, C]
   grad = jnp.einsum("n,nkc->kc", values - baselines, scores) / n
   weights = jnp.full((n,), 1.0 / n, dtype)
-  return base.EstimatorOutput(grad, onehots, weights, jnp.mean(values),
-                              jnp.asarray(n, jnp.int32))
+  return contract.EstimatorOutput(grad, onehots, weights, jnp.mean(values),
+                                  jnp.asarray(n, jnp.int32))
 
 
 def check_loo_settings(name: str, settings) -> None:
   """``check_settings`` hook of ``reinforce_loo``."""
-  base.check_int(settings["num_samples"], "num_samples", name, minimum=2)
+  validation.check_int(settings["num_samples"], "num_samples", name, minimum=2)
 
 
-base.register(
+registry.register(
     "reinforce_loo", reinforce_loo, unbiased=True,
     check_settings=check_loo_settings, cost="num_samples",
     reference="Kool, van Hoof and Welling. Buy 4 REINFORCE samples, get a "

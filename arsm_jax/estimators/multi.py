@@ -26,15 +26,17 @@ import jax
 import jax.numpy as jnp
 
 from arsm_jax.estimators import arsm as arsm_lib
-from arsm_jax.estimators import base
+from arsm_jax.estimators import contract
 from arsm_jax.estimators import loo
+from arsm_jax.estimators import registry
+from arsm_jax.estimators import validation
 
 Array = jax.Array
 
 
-def average_draws(estimate_fn: base.EstimateFn, key, logits: Array,
-                  f: base.Objective, num_draws: int,
-                  **settings) -> base.EstimatorOutput:
+def average_draws(estimate_fn: contract.EstimateFn, key, logits: Array,
+                  f: contract.Objective, num_draws: int,
+                  **settings) -> contract.EstimatorOutput:
   """Averages ``num_draws`` independent draws of a stateless estimate function.
 
   Args:
@@ -46,7 +48,7 @@ def average_draws(estimate_fn: base.EstimateFn, key, logits: Array,
     **settings: passed to ``estimate_fn``.
 
   Returns:
-    The combined :class:`~arsm_jax.estimators.base.EstimatorOutput` (see the
+    The combined :class:`~arsm_jax.estimators.contract.EstimatorOutput` (see the
     module docstring).
   """
   n = loo.check_count(num_draws, "num_draws", "average_draws", 1)
@@ -54,12 +56,12 @@ def average_draws(estimate_fn: base.EstimateFn, key, logits: Array,
   outs = jax.lax.map(lambda k: estimate_fn(k, logits, f, **settings), keys)
   samples = outs.samples.reshape((-1,) + outs.samples.shape[2:])  # [n*S, K, C]
   weights = outs.weights.reshape(-1) / n                          # [n*S]
-  return base.EstimatorOutput(
+  return contract.EstimatorOutput(
       jnp.mean(outs.grad, axis=0), samples, weights, jnp.mean(outs.value),
       jnp.sum(outs.num_evals).astype(jnp.int32))
 
 
-def make_multi_draw(estimate_fn: base.EstimateFn) -> base.EstimateFn:
+def make_multi_draw(estimate_fn: contract.EstimateFn) -> contract.EstimateFn:
   """A ``num_draws`` version of a stateless estimate function.
 
   The returned function takes ``num_draws`` (default 2) plus every keyword
@@ -81,13 +83,13 @@ def make_multi_draw(estimate_fn: base.EstimateFn) -> base.EstimateFn:
   return multi
 
 
-def make_settings_check(check_single=None) -> base.SettingsCheck:
+def make_settings_check(check_single=None) -> registry.SettingsCheck:
   """``check_settings`` hook of a multi-draw estimator: ``num_draws`` (an int
   >= 1) and, through ``check_single``, the underlying estimator's settings."""
 
   def check(name, settings):
     settings = dict(settings)
-    base.check_int(settings.pop("num_draws"), "num_draws", name)
+    validation.check_int(settings.pop("num_draws"), "num_draws", name)
     if check_single is not None:
       check_single(name, settings)
 
@@ -98,18 +100,18 @@ arsm_multi = make_multi_draw(arsm_lib.arsm)
 ars_multi = make_multi_draw(arsm_lib.ars)
 ar_multi = make_multi_draw(arsm_lib.ar)
 
-base.register(
+registry.register(
     "arsm_multi", arsm_multi, unbiased=True,
     check_settings=make_settings_check(arsm_lib.check_arsm_settings),
     cost="num_draws x arsm's", reference=arsm_lib.REFERENCE,
     description="ARSM averaged over num_draws independent Dirichlet draws "
     "(default 2).")
-base.register(
+registry.register(
     "ars_multi", ars_multi, unbiased=True,
     check_settings=make_settings_check(arsm_lib.check_ars_settings),
     cost="num_draws C", reference=arsm_lib.REFERENCE,
     description="ARS averaged over num_draws independent draws (default 2).")
-base.register(
+registry.register(
     "ar_multi", ar_multi, unbiased=True,
     check_settings=make_settings_check(), cost="num_draws",
     reference=arsm_lib.REFERENCE,

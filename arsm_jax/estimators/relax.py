@@ -76,7 +76,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from arsm_jax.estimators import base
+from arsm_jax.estimators import contract
+from arsm_jax.estimators import evaluation
+from arsm_jax.estimators import registry
 from arsm_jax.estimators import relaxed
 
 Array = jax.Array
@@ -227,6 +229,18 @@ def batch_update(state: RelaxState, item_grads, *,
       lambda a, b: jnp.where(count > 0, a, b), new, state)
 
 
+def batch_update_from_items(state: RelaxState, item_states: RelaxState,
+                            **settings) -> RelaxState:
+  """The estimator's ``batch_update`` hook: :func:`batch_update` on ``cv_grad``.
+
+  Args:
+    state: the state every item of the batch used.
+    item_states: the items' new states, stacked (each leaf ``[B, ...]``).
+    **settings: the estimator's settings.
+  """
+  return batch_update(state, item_states.cv_grad, **settings)
+
+
 def _conditional_gumbel(v: Array, b: Array, log_p: Array) -> Array:
   r"""Reparameterised :math:`\tilde z \sim p(z \mid \arg\max z = b)`.
 
@@ -274,10 +288,10 @@ def _check_state(state, logits: Array) -> None:
         "this shape.")
 
 
-def relax(key, logits: Array, f: base.Objective, *, state: RelaxState,
+def relax(key, logits: Array, f: contract.Objective, *, state: RelaxState,
           hidden_sizes: Sequence[int] = (10, 10), temperature: float = 0.5,
           cv_learning_rate: float = 1e-3, learn_temperature: bool = True,
-          include_f: bool = False) -> base.EstimatorOutput:
+          include_f: bool = False) -> contract.EstimatorOutput:
   r"""One RELAX draw and one Adam step of its control variate.
 
   Args:
@@ -298,7 +312,7 @@ def relax(key, logits: Array, f: base.Objective, *, state: RelaxState,
       differentiable in z.
 
   Returns:
-    An :class:`~arsm_jax.estimators.base.EstimatorOutput` with ``num_evals``
+    An :class:`~arsm_jax.estimators.contract.EstimatorOutput` with ``num_evals``
     1 (3 with ``include_f``) and ``state`` the updated :class:`RelaxState`.
   """
   del temperature  # The state holds the (learned) temperature.
@@ -317,7 +331,7 @@ def relax(key, logits: Array, f: base.Objective, *, state: RelaxState,
                          minval=jnp.finfo(dtype).tiny, maxval=1.0)
   b = jnp.argmax(jax.nn.log_softmax(logits, axis=-1) + gumbel, axis=-1)  # [K]
   onehot_b = jax.nn.one_hot(b, num_cats, dtype=dtype)         # [K, C]
-  f_b = base.call_objective(f, onehot_b, dtype)
+  f_b = evaluation.call_objective(f, onehot_b, dtype)
   score = onehot_b - jax.nn.softmax(logits, axis=-1)          # [K, C]
 
   def log_p_of(lg):
@@ -340,7 +354,8 @@ def relax(key, logits: Array, f: base.Objective, *, state: RelaxState,
       out = apply_control_variate(params["net"], soft.reshape(-1))
       out = out.astype(dtype)
       if include_f:
-        out = out + params["f_scale"] * base.call_objective(f, soft, dtype)
+        out = out + params["f_scale"] * evaluation.call_objective(
+            f, soft, dtype)
       return out
 
     grad_c_z = jax.grad(lambda lg: cv(z_of(lg)))(logits)
@@ -353,9 +368,9 @@ def relax(key, logits: Array, f: base.Objective, *, state: RelaxState,
       estimate_with, has_aux=True)(state.params)
   new_state = apply_cv_gradient(state, cv_grad,
                                 cv_learning_rate=cv_learning_rate)
-  return base.EstimatorOutput(grad, onehot_b[None], jnp.ones((1,), dtype), f_b,
-                              jnp.asarray(3 if include_f else 1, jnp.int32),
-                              new_state)
+  return contract.EstimatorOutput(
+      grad, onehot_b[None], jnp.ones((1,), dtype), f_b,
+      jnp.asarray(3 if include_f else 1, jnp.int32), new_state)
 
 
 def check_relax_settings(name: str, settings) -> None:
@@ -368,8 +383,9 @@ def check_relax_settings(name: str, settings) -> None:
   _check_flag(settings["include_f"], "include_f")
 
 
-base.register(
+registry.register(
     "relax", relax, unbiased=True, init_fn=relax_init,
+    item_state_fn=without_gradient, batch_update_fn=batch_update_from_items,
     check_settings=check_relax_settings,
     cost="1 (3 with include_f=True); with include_f also two gradients of "
     "f in z; plus the control-variate network and its second derivatives",

@@ -44,7 +44,9 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
-from arsm_jax.estimators import base
+from arsm_jax.estimators import contract
+from arsm_jax.estimators import evaluation
+from arsm_jax.estimators import registry
 
 Array = jax.Array
 sg = jax.lax.stop_gradient
@@ -98,7 +100,8 @@ def _output_depends_on_input(fn: Callable[[Array], Array], probe) -> bool:
   return id(jaxpr.outvars[0]) in dependent
 
 
-def check_differentiable(f: base.Objective, logits: Array, who: str) -> None:
+def check_differentiable(f: contract.Objective, logits: Array,
+                         who: str) -> None:
   """Raises ``ValueError`` if ``f`` cannot be differentiated in its input.
 
   Runs at trace time (no cost under ``jit``). It rejects an ``f`` whose output
@@ -143,8 +146,8 @@ def _softmax_jacobian_map(logits: Array, probs: Array) -> Array:
   return weights / jnp.sum(weights, axis=-1, keepdims=True)
 
 
-def gumbel_softmax(key, logits: Array, f: base.Objective, *,
-                   temperature: float = 1.0) -> base.EstimatorOutput:
+def gumbel_softmax(key, logits: Array, f: contract.Objective, *,
+                   temperature: float = 1.0) -> contract.EstimatorOutput:
   r"""Gumbel-Softmax (Concrete): the pathwise gradient at the relaxed sample.
 
   Args:
@@ -155,8 +158,8 @@ def gumbel_softmax(key, logits: Array, f: base.Objective, *,
       number, or a traced scalar (a temperature learned with the model).
 
   Returns:
-    An :class:`~arsm_jax.estimators.base.EstimatorOutput` whose single sample
-    is the relaxed sample y (rows on the simplex, not one-hot) and whose
+    An :class:`~arsm_jax.estimators.contract.EstimatorOutput` whose single
+    sample is the relaxed sample y (rows on the simplex, not one-hot) and whose
     value is ``f(y)``. Through y, :func:`arsm_jax.expectation` passes the
     pathwise gradient to a traced temperature.
   """
@@ -166,14 +169,14 @@ def gumbel_softmax(key, logits: Array, f: base.Objective, *,
   g = _gumbel(key, logits)                                    # [K, C]
   relaxed = lambda lg: jax.nn.softmax((lg + g) / tau, axis=-1)
   value, grad = jax.value_and_grad(
-      lambda lg: base.call_objective(f, relaxed(lg), dtype))(logits)
+      lambda lg: evaluation.call_objective(f, relaxed(lg), dtype))(logits)
   y = relaxed(logits)
-  return base.EstimatorOutput(grad, y[None], jnp.ones((1,), dtype), value,
-                              jnp.asarray(1, jnp.int32))
+  return contract.EstimatorOutput(grad, y[None], jnp.ones((1,), dtype), value,
+                                  jnp.asarray(1, jnp.int32))
 
 
-def st_gumbel_softmax(key, logits: Array, f: base.Objective, *,
-                      temperature: float = 1.0) -> base.EstimatorOutput:
+def st_gumbel_softmax(key, logits: Array, f: contract.Objective, *,
+                      temperature: float = 1.0) -> contract.EstimatorOutput:
   r"""Straight-through Gumbel-Softmax: hard forward, relaxed backward.
 
   f is evaluated at the one-hot sample :math:`D = \mathrm{onehot}(\arg\max(\phi
@@ -189,9 +192,9 @@ def st_gumbel_softmax(key, logits: Array, f: base.Objective, *,
       a traced scalar (a temperature learned with the model).
 
   Returns:
-    An :class:`~arsm_jax.estimators.base.EstimatorOutput` whose single sample
-    is the hard sample D. It is written ``D + (y - sg(y))`` with ``y`` the
-    relaxed sample at the given (stopped) logits: exactly D in value, and
+    An :class:`~arsm_jax.estimators.contract.EstimatorOutput` whose single
+    sample is the hard sample D. It is written ``D + (y - sg(y))`` with ``y``
+    the relaxed sample at the given (stopped) logits: exactly D in value, and
     through it :func:`arsm_jax.expectation` passes the gradient of f at D to
     a traced temperature, as training :math:`\tau` with the model in the
     straight-through construction does.
@@ -205,17 +208,17 @@ def st_gumbel_softmax(key, logits: Array, f: base.Objective, *,
 
   def surrogate(lg):
     soft = jax.nn.softmax((lg + g) / tau, axis=-1)
-    return base.call_objective(f, hard + soft - sg(soft), dtype)
+    return evaluation.call_objective(f, hard + soft - sg(soft), dtype)
 
   value, grad = jax.value_and_grad(surrogate)(logits)
   soft = jax.nn.softmax((logits + g) / tau, axis=-1)
   sample = hard + (soft - sg(soft))                           # == hard
-  return base.EstimatorOutput(grad, sample[None], jnp.ones((1,), dtype), value,
-                              jnp.asarray(1, jnp.int32))
+  return contract.EstimatorOutput(grad, sample[None], jnp.ones((1,), dtype),
+                                  value, jnp.asarray(1, jnp.int32))
 
 
-def reinmax(key, logits: Array, f: base.Objective, *,
-            temperature: float = 1.0) -> base.EstimatorOutput:
+def reinmax(key, logits: Array, f: contract.Objective, *,
+            temperature: float = 1.0) -> contract.EstimatorOutput:
   r"""ReinMax (Liu et al., 2023): a second-order straight-through estimator.
 
   f is evaluated and differentiated at the hard sample
@@ -241,11 +244,11 @@ def reinmax(key, logits: Array, f: base.Objective, *,
     pi0 = jax.nn.softmax(lg, axis=-1)
     pi1 = 0.5 * (jax.nn.softmax(sg(lg) / tau, axis=-1) + hard)
     heun = 2.0 * _softmax_jacobian_map(lg, pi1) - 0.5 * pi0
-    return base.call_objective(f, hard + heun - sg(heun), dtype)
+    return evaluation.call_objective(f, hard + heun - sg(heun), dtype)
 
   value, grad = jax.value_and_grad(surrogate)(logits)
-  return base.EstimatorOutput(grad, hard[None], jnp.ones((1,), dtype), value,
-                              jnp.asarray(1, jnp.int32))
+  return contract.EstimatorOutput(grad, hard[None], jnp.ones((1,), dtype),
+                                  value, jnp.asarray(1, jnp.int32))
 
 
 _JANG = ("Jang, Gu and Poole. Categorical reparameterization with "
@@ -260,18 +263,18 @@ def check_relaxed_settings(name: str, settings) -> None:
   check_temperature(settings["temperature"], name)
 
 
-base.register(
+registry.register(
     "gumbel_softmax", gumbel_softmax, unbiased=False, pathwise=True,
     check_settings=check_relaxed_settings, cost=_COST,
     reference=f"{_JANG} {_MADDISON}",
     description="Gumbel-Softmax: pathwise gradient of f at the relaxed sample "
     "(temperature, default 1.0); biased, f must be differentiable in z.")
-base.register(
+registry.register(
     "st_gumbel_softmax", st_gumbel_softmax, unbiased=False, pathwise=True,
     check_settings=check_relaxed_settings, cost=_COST, reference=_JANG,
     description="Straight-through Gumbel-Softmax: f at the hard sample, "
     "relaxed backward pass (temperature, default 1.0); biased.")
-base.register(
+registry.register(
     "reinmax", reinmax, unbiased=False, pathwise=True,
     check_settings=check_relaxed_settings, cost=_COST,
     reference="Liu, Zhao, Chen, Gao, Wu and Han. Bridging discrete and "

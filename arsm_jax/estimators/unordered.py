@@ -48,8 +48,8 @@ r is computed as :math:`1 - \sum_S p(s)` in the logits' precision, so in
 float32 the ratios lose accuracy when r is below about 1e-6; the affected
 terms carry probability of that order. Truncation is below
 :math:`e^{-20}` relative; the trapezoidal rule converges exponentially for
-such integrands; ``tests/test_new_estimators.py`` checks the ratios against
-exact enumeration of the :math:`k!` orders.
+such integrands; ``tests/test_wor_unordered_indecater_gumbel_rao.py``
+checks the ratios against exact enumeration of the :math:`k!` orders.
 
 Cost: :math:`\min(k, C^K)` evaluations of f per draw, plus
 :math:`O(k^3 \cdot 256)` arithmetic for the ratios.
@@ -67,7 +67,9 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import logsumexp
 
-from arsm_jax.estimators import base
+from arsm_jax.estimators import contract
+from arsm_jax.estimators import evaluation
+from arsm_jax.estimators import registry
 from arsm_jax.estimators import wor
 
 Array = jax.Array
@@ -128,8 +130,8 @@ def log_set_probabilities(log_p: Array, valid: Array, log_r: Array,
           jnp.where(exhaustive, 0.0, log_i2))
 
 
-def unordered_set(key, logits: Array, f: base.Objective, *,
-                  num_samples: int = 4) -> base.EstimatorOutput:
+def unordered_set(key, logits: Array, f: contract.Objective, *,
+                  num_samples: int = 4) -> contract.EstimatorOutput:
   r"""Unordered set estimator with the built-in baseline (module docstring).
 
   Args:
@@ -140,7 +142,7 @@ def unordered_set(key, logits: Array, f: base.Objective, *,
       :math:`C^K < k`).
 
   Returns:
-    An :class:`~arsm_jax.estimators.base.EstimatorOutput` with the
+    An :class:`~arsm_jax.estimators.contract.EstimatorOutput` with the
     ``min(k, C^K)`` samples, weights :math:`p(s) R(S, s)` (zero beyond the
     support), ``value`` the unordered set estimate and
     ``num_evals = min(k, C^K)``.
@@ -164,17 +166,17 @@ def unordered_set(key, logits: Array, f: base.Objective, *,
   eye = jnp.eye(n, dtype=bool)
   log_b = log_p0[None, :] + jnp.where(eye, 0.0, log_i2 - log_i1[:, None])
   b_weights = jnp.where(valid[None, :] & valid[:, None], jnp.exp(log_b), 0.0)
-  values = base.evaluate_many(f, onehots, dtype)               # [n]
+  values = evaluation.evaluate_many(f, onehots, dtype)         # [n]
   values = jnp.where(valid, values, 0.0)
   baselines = b_weights @ values                               # [n]
   scores = onehots - jax.nn.softmax(logits, axis=-1)           # [n, K, C]
   grad = jnp.einsum("n,nkc->kc", weights * (values - baselines), scores)
-  return base.EstimatorOutput(grad, onehots, weights,
-                              jnp.sum(weights * values),
-                              jnp.asarray(n, jnp.int32))
+  return contract.EstimatorOutput(grad, onehots, weights,
+                                  jnp.sum(weights * values),
+                                  jnp.asarray(n, jnp.int32))
 
 
-base.register(
+registry.register(
     "unordered_set", unordered_set, unbiased=True,
     check_settings=wor.check_wor_settings,
     cost="min(num_samples, C**K); plus O(num_samples^3 · 256) arithmetic for "

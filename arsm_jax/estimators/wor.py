@@ -71,8 +71,10 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from arsm_jax.estimators import base
+from arsm_jax.estimators import contract
+from arsm_jax.estimators import evaluation
 from arsm_jax.estimators import loo
+from arsm_jax.estimators import registry
 
 Array = jax.Array
 sg = jax.lax.stop_gradient
@@ -213,8 +215,8 @@ def log_inclusion(log_p: Array, threshold: Array) -> Array:
                    jnp.log(-jnp.expm1(-jnp.where(small, 1.0, a))))
 
 
-def reinforce_wor(key, logits: Array, f: base.Objective, *,
-                  num_samples: int = 4) -> base.EstimatorOutput:
+def reinforce_wor(key, logits: Array, f: contract.Objective, *,
+                  num_samples: int = 4) -> contract.EstimatorOutput:
   r"""REINFORCE without replacement, built-in baseline (module docstring).
 
   Args:
@@ -225,7 +227,7 @@ def reinforce_wor(key, logits: Array, f: base.Objective, *,
       :math:`C^K < k`).
 
   Returns:
-    An :class:`~arsm_jax.estimators.base.EstimatorOutput` with the
+    An :class:`~arsm_jax.estimators.contract.EstimatorOutput` with the
     ``min(k, C^K)`` samples, their priority weights :math:`w_s` (zero for
     slots beyond the support), ``value`` :math:`\sum_s w_s f(s)` and
     ``num_evals = min(k, C^K)``.
@@ -240,7 +242,7 @@ def reinforce_wor(key, logits: Array, f: base.Objective, *,
   log_p = jnp.where(valid, beams.log_p[:n], 0.0)               # [n]
   log_w = log_p - log_inclusion(log_p, threshold)
   w = jnp.where(valid, jnp.exp(log_w), 0.0)                    # [n]
-  values = base.evaluate_many(f, onehots, dtype)               # [n]
+  values = evaluation.evaluate_many(f, onehots, dtype)         # [n]
   values = jnp.where(valid, values, 0.0)
   total = jnp.sum(w * values)
   # f(s) - b_s = sum_{s' != s} w_{s'} (f(s) - f(s')), formed pairwise.
@@ -248,8 +250,8 @@ def reinforce_wor(key, logits: Array, f: base.Objective, *,
   advantages = jnp.sum(w[None, :] * diffs, axis=1)             # [n]
   scores = onehots - jax.nn.softmax(logits, axis=-1)           # [n, K, C]
   grad = jnp.einsum("n,nkc->kc", w * advantages, scores)
-  return base.EstimatorOutput(grad, onehots, w, total,
-                              jnp.asarray(n, jnp.int32))
+  return contract.EstimatorOutput(grad, onehots, w, total,
+                                  jnp.asarray(n, jnp.int32))
 
 
 def check_wor_settings(name: str, settings) -> None:
@@ -264,7 +266,7 @@ WOR_REFERENCE = ("Kool, van Hoof and Welling. Estimating gradients for "
                  "discrete random variables by sampling without replacement. "
                  "ICLR 2020.")
 
-base.register(
+registry.register(
     "reinforce_wor", reinforce_wor, unbiased=True,
     check_settings=check_wor_settings,
     cost="min(num_samples, C**K); when C**K < num_samples the spare slots "

@@ -178,7 +178,7 @@ def _check_step_memory(config, est, num_devices: int) -> None:
     each = images * 4 * (2 * width + 2 * latent)
   else:
     each = images * 4 * 4 * latent
-  estimators.base.check_memory(
+  estimators.validation.check_memory(
       f"estimator {est.name!r}", "config.estimator_settings.num_samples", num,
       each, f"one training step ({images} images on each of {num_devices} "
       "device(s))")

@@ -1,5 +1,9 @@
-"""Estimators beyond the paper (issue 15): reinforce_wor, unordered_set,
-indecater and gumbel_rao, tested against exact enumeration."""
+"""reinforce_wor (wor.py), unordered_set (unordered.py), indecater
+(indecater.py) and gumbel_rao (gumbel_rao.py), against exact enumeration.
+
+The four share the tests of settings, masked categories, jit and vmap, and
+one Bonferroni budget for their unbiasedness z-tests.
+"""
 
 import itertools
 
@@ -18,7 +22,7 @@ from arsm_jax.estimators import unordered
 from arsm_jax.estimators import wor
 from tests import helpers
 
-NEW = ("reinforce_wor", "unordered_set", "indecater", "gumbel_rao")
+COVERED = ("reinforce_wor", "unordered_set", "indecater", "gumbel_rao")
 UNBIASED = (("reinforce_wor", {"num_samples": 3}),
             ("unordered_set", {"num_samples": 3}),
             ("indecater", {}))
@@ -43,7 +47,7 @@ def smooth_objective(seed: int, num_dims: int, num_cats: int):
 
 
 def test_registered_with_their_properties():
-  for name in NEW:
+  for name in COVERED:
     assert name in estimators.names()
   assert estimators.get("reinforce_wor").unbiased
   assert estimators.get("unordered_set").unbiased
@@ -371,7 +375,7 @@ def _objective_for(name, num_dims, num_cats, seed):
   return helpers.random_problem(seed, num_dims, num_cats)[1]
 
 
-@pytest.mark.parametrize("name", NEW)
+@pytest.mark.parametrize("name", COVERED)
 def test_masked_categories_and_far_apart_logits(name):
   # Masked: never drawn, exactly zero gradient, nothing NaN. Far apart
   # (rows like [0, 60, -60, 1e3]): finite estimates.
@@ -411,7 +415,7 @@ def test_indecater_never_evaluates_f_at_a_masked_category():
 # jit, vmap, evaluation counts, the expectation layer.
 
 
-@pytest.mark.parametrize("name", NEW)
+@pytest.mark.parametrize("name", COVERED)
 def test_jit_eager_and_vmap_over_keys_agree_without_retracing(name):
   logits, _ = helpers.random_problem(6, 2, 4)
   f = _objective_for(name, 2, 4, 6)
@@ -443,7 +447,7 @@ def test_num_evals_matches_a_host_count(name, settings, expected):
   assert np.all(counted == expected) and np.all(reported == expected)
 
 
-@pytest.mark.parametrize("name", NEW)
+@pytest.mark.parametrize("name", COVERED)
 def test_expectation_layer_passes_the_logit_gradient_through(name):
   logits, _ = helpers.random_problem(12, 2, 3)
   g = _objective_for(name, 2, 3, 12)
