@@ -28,8 +28,6 @@ tests).
 
 import ml_collections
 
-from arsm_jax.rl import registry
-
 # Presets (``configs/rl.py:<preset>``, ``arsm-jax --config=rl:<preset>``).
 PRESETS = {"": "CartPole-v1, ARSM and A2C, 10 seeds x 900 episodes"}
 for _env, _name in (("cartpole", "CartPole-v1"), ("acrobot", "Acrobot-v1")):
@@ -43,6 +41,8 @@ PRESETS["tiny"] = "a few short CartPole episodes (tests)"
 
 
 def get_config(preset: str = "") -> ml_collections.ConfigDict:
+  """Returns the RL config for ``preset`` (see the module docstring)."""
+  from arsm_jax.rl import registry  # pylint: disable=g-import-not-at-top
   config = ml_collections.ConfigDict()
   config.experiment = "rl"
   # Environment: 'CartPole-v1' or 'Acrobot-v1' (gymnax), or 'LunarLander-v3'

@@ -516,8 +516,9 @@ def test_rl_identity_is_the_whole_config_minus_resumable_fields(
                      "now 4"):
     rl.train_and_evaluate(_rl_tiny(moving_average_window=4), workdir)
   # So do ARSM's own settings and the test episodes every learner runs.
+  budget = "learner_settings.arsm.rollout_budget"
   arsm_budget = {"learner_settings": {"arsm": {"rollout_budget": "authors"}}}
-  for overrides, field in ((arsm_budget, "learner_settings.arsm.rollout_budget"),
+  for overrides, field in ((arsm_budget, budget),
                            ({"test_episode": False}, "test_episode")):
     with pytest.raises(ValueError, match=f"{field}: saved"):
       rl.train_and_evaluate(_rl_tiny(**overrides), workdir)

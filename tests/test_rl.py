@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from arsm_jax import envs
-from arsm_jax import runs
-from arsm_jax.models import policy as policy_lib
 from arsm_jax import rl as rl_lib
+from arsm_jax import runs
 from arsm_jax.estimators import arsm as arsm_estimator
+from arsm_jax.models import policy as policy_lib
 from arsm_jax.rl import arsm
 from arsm_jax.rl import episodes
 from arsm_jax.tasks import rl

@@ -8,13 +8,15 @@ import numpy as np
 import pytest
 
 from arsm_jax import envs
-from arsm_jax.models import policy as policy_lib
 from arsm_jax import rl
+from arsm_jax.models import policy as policy_lib
 from arsm_jax.rl import a2c
 from arsm_jax.rl import arsm
 from arsm_jax.rl import episodes
 from arsm_jax.rl import registry
 from arsm_jax.rl import relax
+from arsm_jax.tasks import rl as rl_task
+from configs import rl as rl_config
 from tests.test_rl import _HORIZON
 from tests.test_rl import _exact_value
 from tests.test_rl import _tabular_apply
@@ -28,7 +30,7 @@ def test_conditional_gumbel_has_the_argmax_and_mixes_to_gumbel():
   k_b, k_z = jax.random.split(jax.random.PRNGKey(0))
   actions = jax.random.categorical(k_b, log_probs, shape=(num_draws,))
   # RELAX's per-step relaxation: the estimators' conditional Gumbel sample.
-  cond = relax._conditional_gumbel  # pylint: disable=protected-access
+  cond = relax.draw_conditional_gumbel
   z = jax.jit(jax.vmap(cond, in_axes=(None, 0, 0)))(
       log_probs, actions, jax.random.split(k_z, num_draws))  # [N, C]
   np.testing.assert_array_equal(np.argmax(z, axis=1), actions)
@@ -326,8 +328,6 @@ def test_host_batch_runs_relax_on_lunarlander():
     ("relax", "learning_rate", -1.0), ("reinforce_ma", "baseline_decay", 1.0),
     ("a2c", "gae_lambda", 1.5), ("a2c", "critic_learning_rate", 0.0)])
 def test_learner_settings_validated_before_compiling(learner, field, value):
-  from arsm_jax.tasks import rl as rl_task  # pylint: disable=g-import-not-at-top
-  from configs import rl as rl_config  # pylint: disable=g-import-not-at-top
   config = rl_config.get_config("tiny")
   config.learner_settings[learner][field] = value
   with pytest.raises(ValueError,

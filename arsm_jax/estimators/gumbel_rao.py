@@ -55,7 +55,7 @@ Array = jax.Array
 
 
 def conditional_gumbel(log_e: Array, log_probs: Array, hard: Array) -> Array:
-  r"""Gumbel-perturbed log-probabilities conditioned on their argmax, from noise.
+  r"""Perturbed log-probabilities conditioned on their argmax, from noise.
 
   The sampler of the module docstring: :math:`x_D = -\log E_D` and
   :math:`x_c = -\mathrm{logaddexp}(\log E_c - \log\pi_c, \log E_D)` for

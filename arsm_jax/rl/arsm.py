@@ -191,9 +191,9 @@ def collect_and_plan(env: envs_lib.JaxEnv, apply_fn: ApplyFn, params, key, *,
   """Collects an episode and picks the steps and pseudo actions to roll out.
 
   With ``common_random_numbers`` every rollout draws its later actions with
-  the episode's own keys (:func:`~arsm_jax.rl.episodes.replay_key`), so a pseudo action's rollout
-  and the observed continuation differ through the first action rather than
-  through independent noise. Still unbiased: the keys of steps after t are
+  the episode's own keys (:func:`~arsm_jax.rl.episodes.replay_key`), so a
+  pseudo action's rollout and the observed continuation differ through the
+  first action rather than through independent noise. Still unbiased: the keys of steps after t are
   independent of step t's Dirichlet draw, and the capped selection is
   independent of all rollouts. ``rollout_budget`` is passed to
   :func:`plan_rollouts`.

@@ -3,9 +3,9 @@ r"""Episodes and rollouts: what every RL learner collects and measures.
 One episode is collected per update with a fixed-capacity ``lax.while_loop``
 (buffers of length ``max_steps``, stopped when the episode ends), so every
 function here is pure, ``jit``-able and ``vmap``-able over seeds. Actions are
-drawn by the Dirichlet augmentation of ARSM (:func:`arsm_jax.estimators.swap.augment`),
-whatever the learner, so every learner's episode carries the draws that
-define its pseudo actions.
+drawn by ARSM's Dirichlet augmentation
+(:func:`arsm_jax.estimators.swap.augment`) whatever the learner, so every
+learner's episode carries the draws that define its pseudo actions.
 
 Episode-end conventions: the step cap is a time limit that belongs to the
 state (rollouts from step t stop at the same cap), and ARSM's and the score

@@ -21,8 +21,8 @@ One training episode:
    environments;
 3. the rollouts (replay, pseudo action, then the policy) run on the host,
    spread over worker processes when ``num_workers > 1``;
-4. :func:`~arsm_jax.rl.arsm.gradient_from_rollouts` and Adam (jitted) update the
-   policy.
+4. :func:`~arsm_jax.rl.arsm.gradient_from_rollouts` and Adam (jitted) update
+   the policy.
 
 Rollouts return ``Q(s_t, b) - G_t`` accumulated reward by reward against the
 episode, as the JAX rollouts do.

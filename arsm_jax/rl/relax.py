@@ -28,8 +28,22 @@ ApplyFn = episodes.ApplyFn
 Episode = episodes.Episode
 
 
-def _conditional_gumbel(log_probs: Array, action: Array, key) -> Array:
-  """One step's ``[C]`` relaxation conditioned on ``action``, from ``key``."""
+def draw_conditional_gumbel(log_probs: Array, action: Array, key) -> Array:
+  r"""One step's ``[C]`` :math:`\tilde z \sim p(z \mid \arg\max z = b)`.
+
+  The exponentials of the shared sampler
+  (:func:`arsm_jax.estimators.gumbel_rao.conditional_gumbel`) are
+  :math:`E_c = -\log v_c`, :math:`v \sim U(0, 1)^C`, as in the estimator
+  RELAX.
+
+  Args:
+    log_probs: ``[C]`` normalised log-probabilities.
+    action: the conditioning argmax b.
+    key: PRNG key.
+
+  Returns:
+    ``[C]`` :math:`\tilde z` with ``argmax == action``.
+  """
   tiny = jnp.finfo(log_probs.dtype).tiny
   v = jax.random.uniform(key, log_probs.shape, log_probs.dtype, minval=tiny,
                          maxval=1.0)
@@ -118,7 +132,8 @@ def episode_gradient(apply_fn: ApplyFn, cv_fn: CvFn, params,
     logits = jax.vmap(lambda o: apply_fn(p, o))(ep.obs).astype(jnp.float32)
     log_probs = jax.nn.log_softmax(logits)                  # [T, C]
     z = logits - ep.log_pi                                  # [T, C]
-    z_cond = jax.vmap(_conditional_gumbel)(log_probs, ep.actions, cond_keys)
+    z_cond = jax.vmap(draw_conditional_gumbel)(log_probs, ep.actions,
+                                               cond_keys)
     return log_probs, z, z_cond
 
   def surrogate(p, p_coef, phi):

@@ -63,9 +63,9 @@ import numpy as np
 
 from arsm_jax import config_checks as checks
 from arsm_jax import envs
+from arsm_jax import rl as rl_lib
 from arsm_jax import runs
 from arsm_jax import writers
-from arsm_jax import rl as rl_lib
 from arsm_jax.rl import registry
 
 Array = jax.Array
