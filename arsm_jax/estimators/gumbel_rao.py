@@ -60,8 +60,8 @@ def conditional_gumbel(log_e: Array, log_probs: Array, hard: Array) -> Array:
   The sampler of the module docstring: :math:`x_D = -\log E_D` and
   :math:`x_c = -\mathrm{logaddexp}(\log E_c - \log\pi_c, \log E_D)` for
   :math:`c \ne D`, reparameterised in ``log_probs``. The caller draws the
-  independent standard exponentials :math:`E_c` (Gumbel-Rao, RELAX and the
-  RL learner ``relax`` draw them each their own way) and passes their logs.
+  independent standard exponentials :math:`E_c` (Gumbel-Rao and the RL
+  learner ``relax`` draw them each their own way) and passes their logs.
 
   Args:
     log_e: ``[..., C]`` logs of independent standard exponentials, which

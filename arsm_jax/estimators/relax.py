@@ -77,7 +77,6 @@ import jax.numpy as jnp
 import optax
 
 from arsm_jax.estimators import base
-from arsm_jax.estimators import gumbel_rao
 from arsm_jax.estimators import relaxed
 
 Array = jax.Array
@@ -228,6 +227,26 @@ def batch_update(state: RelaxState, item_grads, *,
       lambda a, b: jnp.where(count > 0, a, b), new, state)
 
 
+def _conditional_gumbel(v: Array, b: Array, log_p: Array) -> Array:
+  r"""Reparameterised :math:`\tilde z \sim p(z \mid \arg\max z = b)`.
+
+  Args:
+    v: ``[K, C]`` uniforms in (0, 1).
+    b: ``[K]`` the sampled categories.
+    log_p: ``[K, C]`` ``log_softmax(logits)``, finite (masked entries
+      replaced by any finite value); the result is differentiable in it.
+
+  Returns:
+    ``[K, C]``, in the location of :math:`z = \log p + g`.
+  """
+  num_cats = log_p.shape[1]
+  log_e = jnp.log(-jnp.log(v))                                # [K, C]
+  log_e_b = jnp.take_along_axis(log_e, b[:, None], axis=1)    # [K, 1]
+  at_b = jax.nn.one_hot(b, num_cats, dtype=bool)              # [K, C]
+  others = -jnp.logaddexp(log_e - log_p, log_e_b)
+  return jnp.where(at_b, -log_e_b, others)
+
+
 def _relaxed_sample(z: Array, log_tau: Array, masked: Array) -> Array:
   r""":math:`\mathrm{softmax}(z/\lambda)` with masked entries exactly 0.
 
@@ -309,8 +328,7 @@ def relax(key, logits: Array, f: base.Objective, *, state: RelaxState,
     return log_p_of(lg) + gumbel
 
   def z_tilde_of(lg):
-    return gumbel_rao.conditional_gumbel(jnp.log(-jnp.log(v)), log_p_of(lg),
-                                         b)
+    return _conditional_gumbel(v, b, log_p_of(lg))
 
   def estimate_with(params):
     log_tau = params["log_temperature"]
