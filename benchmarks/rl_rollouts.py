@@ -34,7 +34,9 @@ import optax
 from arsm_jax import envs
 from arsm_jax.estimators import swap
 from arsm_jax.models import policy as policy_lib
-from arsm_jax.rl import learners
+from arsm_jax import rl
+from arsm_jax.rl import arsm
+from arsm_jax.rl import episodes
 
 _MAX_STEPS = flags.DEFINE_integer("max_steps", 200, "Episode step cap.")
 _MAX_ROLLOUTS = flags.DEFINE_integer("max_rollouts", 16,
@@ -52,8 +54,8 @@ def main(argv):
   del argv
   env = envs.make("CartPole-v1", _MAX_STEPS.value)
   max_rollouts = _MAX_ROLLOUTS.value
-  learner = learners.make_learner("arsm", env, learning_rate=_LR,
-                                  gamma=_GAMMA, max_rollouts=max_rollouts)
+  learner = rl.make("arsm", env, learning_rate=_LR, gamma=_GAMMA,
+                    settings={"max_rollouts": max_rollouts})
   apply_fn = policy_lib.policy(env.num_actions).apply
   tx = optax.adam(_LR)
 
@@ -71,11 +73,12 @@ def main(argv):
         f"{lengths[-5:]}")
   start = state
 
-  plan_fn = jax.jit(lambda p, k: learners.arsm_plan(
+  plan_fn = jax.jit(lambda p, k: arsm.collect_and_plan(
       env, apply_fn, p, k, gamma=_GAMMA, max_rollouts=max_rollouts))
 
   def finish(ts, plan, rets, steps):
-    grads, info = learners.arsm_finish(apply_fn, ts.params, plan, rets, steps)
+    grads, info = arsm.gradient_from_rollouts(apply_fn, ts.params, plan, rets,
+                                              steps)
     updates, opt = tx.update(jax.tree_util.tree_map(jnp.negative, grads),
                              ts.opt_state, ts.params)
     return ts._replace(params=optax.apply_updates(ts.params, updates),
@@ -85,13 +88,13 @@ def main(argv):
 
   @jax.jit
   def vmapped_episode(ts, k):
-    plan = learners.arsm_plan(env, apply_fn, ts.params, k, gamma=_GAMMA,
-                              max_rollouts=max_rollouts)
-    rets, steps = learners.vmapped_rollouts(env, apply_fn, ts.params, plan,
-                                            _GAMMA)
+    plan = arsm.collect_and_plan(env, apply_fn, ts.params, k, gamma=_GAMMA,
+                                 max_rollouts=max_rollouts)
+    rets, steps = arsm.vmapped_rollouts(env, apply_fn, ts.params, plan,
+                                        _GAMMA)
     return finish(ts, plan, rets, steps)
 
-  single = jax.jit(lambda p, k, s, t, b, ep: learners.rollout(
+  single = jax.jit(lambda p, k, s, t, b, ep: episodes.rollout(
       env, apply_fn, p, k, s, t, b, _GAMMA, reference=ep))
 
   def loop_rollouts(params, plan):
@@ -121,7 +124,7 @@ def main(argv):
       t, a, k = int(plan.idx[i]), plan.actions[i, j], plan.keys[i, j]
       ret, disc, n = 0.0, 1.0, 0
       while t < env.max_steps:
-        _, k_env = learners.step_keys(k, t)
+        _, k_env = episodes.step_keys(k, t)
         obs, s, r, term = env_step(k_env, s, a)
         ret += disc * (float(r) - float(ref_rewards[t]))
         disc *= _GAMMA
@@ -129,7 +132,7 @@ def main(argv):
         t += 1
         if bool(term):
           break
-        k_act, _ = learners.step_keys(k, t)
+        k_act, _ = episodes.step_keys(k, t)
         a = act(params, k_act, obs)
       if t < env.max_steps:
         ret -= disc * float(ref_returns[t])

@@ -41,6 +41,8 @@ PRESETS["tiny"] = "a few short CartPole episodes (tests)"
 
 
 def get_config(preset: str = "") -> ml_collections.ConfigDict:
+  """Returns the RL config for ``preset`` (see the module docstring)."""
+  from arsm_jax.rl import registry  # pylint: disable=g-import-not-at-top
   config = ml_collections.ConfigDict()
   config.experiment = "rl"
   # Environment: 'CartPole-v1' or 'Acrobot-v1' (gymnax), or 'LunarLander-v3'
@@ -53,29 +55,22 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
   config.num_seeds = 10
   # Training episodes per run (one update per episode).
   config.num_episodes = 900
-  # Adam step size of the policy (and of A2C's critic: critic_learning_rate).
+  # Adam step size of the policy.
   config.learning_rate = 0.03
-  config.critic_learning_rate = 0.03
-  # RELAX: Adam step size of the control variate c_phi(s, z) (its own Adam;
-  # phi descends the gradient of the squared norm of the policy gradient).
-  config.relax_learning_rate = 0.03
-  # RELAX: initial Gumbel-Softmax temperature of the relaxed actions c_phi
-  # sees (learned with phi afterwards).
-  config.relax_temperature = 0.5
   # Discount.
   config.gamma = 0.99
-  # ARSM: at most this many pseudo-action rollouts per episode (the authors:
-  # 16); 0 or -1 = uncapped, every step with a distinct pseudo action.
-  config.max_rollouts = 16
-  # ARSM: which steps get rollouts when the cap binds. 'unbiased' (ours):
-  # S = max(1, max_rollouts // (C - 1)) eligible steps drawn uniformly,
-  # their gradients reweighted by N / S. 'authors': eligible steps in a
-  # random order, each taken while its rollouts still fit in max_rollouts,
-  # the rest get zero gradient, no reweighting (biased when the cap binds).
-  config.rollout_budget = "unbiased"
-  # ARSM: rollouts reuse the episode's random numbers for their later actions
-  # (common random numbers; still unbiased, see arsm_jax.rl.learners).
-  config.common_random_numbers = False
+  # Each learner's own settings, at the defaults its module declares (the
+  # keyword arguments of arsm_jax.rl.<learner>.make, documented there):
+  #   arsm: max_rollouts (16, the authors' cap; 0 or -1 = uncapped),
+  #     rollout_budget ('unbiased' or 'authors': which steps get rollouts
+  #     when the cap binds), common_random_numbers (False);
+  #   a2c: critic_learning_rate (0.03), gae_lambda (0.95),
+  #     bootstrap_truncated (True: bootstrap from V(s_T) at the step cap);
+  #   relax: learning_rate (0.03, the control variate's Adam), temperature
+  #     (0.5, initial Gumbel-Softmax temperature);
+  #   reinforce_ma: baseline_decay (0.9).
+  # Override as --config.learner_settings.a2c.gae_lambda=0.9.
+  config.learner_settings = registry.default_settings()
   # Step cap of an episode (and of every rollout from it); 0 = the
   # environment's own limit (500 for CartPole-v1 and Acrobot-v1, 1000 for
   # LunarLander-v3). The authors capped true and pseudo episodes at 3000.
@@ -86,13 +81,6 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
   config.test_episode = True
   # Hidden layer widths of the policy (and critic) MLPs.
   config.hidden = (10, 10)
-  # A2C: GAE lambda (1.0 = Monte-Carlo advantages).
-  config.gae_lambda = 0.95
-  # A2C: bootstrap from V(s_T) when the step cap cuts an episode (not when it
-  # terminates); False treats the cap as termination.
-  config.a2c_bootstrap_truncated = True
-  # reinforce_ma: decay of the moving-average baseline.
-  config.baseline_decay = 0.9
   # Measure the policy-gradient variance every this many episodes (0 = never)
   # from this many independent one-episode estimates at fixed parameters.
   config.variance_every = 25
@@ -122,7 +110,7 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
       # ARSM with the authors' protocol: their rollout budget rule and their
       # 3000-step cap for true and pseudo episodes.
       config.learner = "arsm"
-      config.rollout_budget = "authors"
+      config.learner_settings.arsm.rollout_budget = "authors"
       config.max_episode_steps = 3000
     elif learner_part:
       config.learner = learner_part

@@ -515,16 +515,21 @@ def test_rl_identity_is_the_whole_config_minus_resumable_fields(
   with pytest.raises(ValueError, match=r"moving_average_window: saved 3, "
                      "now 4"):
     rl.train_and_evaluate(_rl_tiny(moving_average_window=4), workdir)
-  # So do ARSM's own fields and the test episodes every learner runs.
-  for field, value in (("rollout_budget", "authors"), ("test_episode", False)):
+  # So do ARSM's own settings and the test episodes every learner runs.
+  budget = "learner_settings.arsm.rollout_budget"
+  arsm_budget = {"learner_settings": {"arsm": {"rollout_budget": "authors"}}}
+  for overrides, field in ((arsm_budget, budget),
+                           ({"test_episode": False}, "test_episode")):
     with pytest.raises(ValueError, match=f"{field}: saved"):
-      rl.train_and_evaluate(_rl_tiny(**{field: value}), workdir)
-  # A2C's and RELAX's fields and the resumable ones do not touch ARSM's run.
-  rl.train_and_evaluate(_rl_tiny(gae_lambda=0.5, critic_learning_rate=1.0,
-                                 a2c_bootstrap_truncated=False,
-                                 relax_temperature=2.0,
-                                 relax_learning_rate=0.5,
-                                 checkpoint_every=3), workdir)
+      rl.train_and_evaluate(_rl_tiny(**overrides), workdir)
+  # A2C's and RELAX's settings and the resumable fields do not touch ARSM's
+  # run.
+  rl.train_and_evaluate(_rl_tiny(
+      learner_settings={
+          "a2c": {"gae_lambda": 0.5, "critic_learning_rate": 1.0,
+                  "bootstrap_truncated": False},
+          "relax": {"temperature": 2.0, "learning_rate": 0.5}},
+      checkpoint_every=3), workdir)
   assert os.path.getmtime(metrics) == stamp
   # fresh runs it again under the new config.
   out = rl.train_and_evaluate(_rl_tiny(moving_average_window=4, fresh=True),

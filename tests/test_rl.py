@@ -9,9 +9,12 @@ import numpy as np
 import pytest
 
 from arsm_jax import envs
+from arsm_jax import rl as rl_lib
 from arsm_jax import runs
+from arsm_jax.estimators import arsm as arsm_estimator
 from arsm_jax.models import policy as policy_lib
-from arsm_jax.rl import learners
+from arsm_jax.rl import arsm
+from arsm_jax.rl import episodes
 from arsm_jax.tasks import rl
 from configs import rl as rl_config
 from tests import helpers
@@ -77,7 +80,7 @@ def test_arsm_policy_gradient_unbiased_on_tabular_mdp(gamma, max_rollouts,
   exact = np.asarray(jax.grad(_exact_value)(params, gamma))[rows]
   num_draws = 10000
   grads, info = jax.jit(jax.vmap(
-      lambda k: learners.arsm_policy_gradient(
+      lambda k: arsm.policy_gradient(
           env, _tabular_apply, params, k, gamma=gamma,
           max_rollouts=max_rollouts, common_random_numbers=crn)))(
               jax.random.split(jax.random.PRNGKey(11), num_draws))
@@ -103,7 +106,7 @@ def test_rollout_from_visited_state_replays_the_episode():
   net = policy_lib.policy(env.num_actions)
   params = net.init(jax.random.PRNGKey(0), jnp.zeros(env.obs_shape))
   key = jax.random.PRNGKey(5)
-  ep = jax.jit(lambda p, k: learners.collect_episode(env, net.apply, p, k,
+  ep = jax.jit(lambda p, k: episodes.collect_episode(env, net.apply, p, k,
                                                      0.99))(params, key)
   length = int(ep.length)
   assert 3 < length < env.max_steps
@@ -112,8 +115,8 @@ def test_rollout_from_visited_state_replays_the_episode():
   acts = jnp.concatenate([ep.actions[:length], 1 - ep.actions[:1]])
   starts = jax.tree_util.tree_map(lambda x: x[ts], ep.states)
   replay = jax.jit(jax.vmap(
-      lambda s, t, a, ref: learners.rollout(env, net.apply, params,
-                                            learners.replay_key(key), s, t, a,
+      lambda s, t, a, ref: episodes.rollout(env, net.apply, params,
+                                            episodes.replay_key(key), s, t, a,
                                             0.99, reference=ref),
       in_axes=(0, 0, 0, None)), static_argnums=3)
   rets, steps = replay(starts, ts, acts, None)
@@ -123,8 +126,8 @@ def test_rollout_from_visited_state_replays_the_episode():
   assert float(rets[-1]) != pytest.approx(float(ep.returns[0]))
   # Measured against the episode, a replay differs from it by exactly 0.
   diffs, _ = jax.jit(jax.vmap(
-      lambda s, t, a, ref: learners.rollout(env, net.apply, params,
-                                            learners.replay_key(key), s, t, a,
+      lambda s, t, a, ref: episodes.rollout(env, net.apply, params,
+                                            episodes.replay_key(key), s, t, a,
                                             0.99, reference=ref),
       in_axes=(0, 0, 0, None)))(starts, ts, acts, ep)
   np.testing.assert_array_equal(diffs[:length], np.zeros(length))
@@ -134,14 +137,14 @@ def test_rollout_from_visited_state_replays_the_episode():
 def test_zero_gradient_when_pseudo_actions_equal_the_action():
   # Per step: all pseudo actions equal to a_t gives exactly zero whatever Q.
   pseudo = jnp.full((3, 3), 2, jnp.int32)
-  g = learners.arsm_step_gradient(jnp.array([5.0, -3.0, 7.0]), pseudo,
-                                  jnp.array([0.2, 0.5, 0.3]))
-  np.testing.assert_array_equal(g, jnp.zeros(3))
+  g = arsm_estimator.swap_merge(jnp.array([5.0, -3.0, 7.0])[pseudo],
+                                jnp.array([[0.2, 0.5, 0.3]]))
+  np.testing.assert_array_equal(g, jnp.zeros((1, 3)))
   # A near-deterministic policy (logit gap 100): no rollouts, zero gradient.
   env = _tabular_env()
   params = jnp.tile(jnp.array([50.0, -50.0, -50.0]), (4, 1))
   grads, info = jax.jit(
-      lambda k: learners.arsm_policy_gradient(
+      lambda k: arsm.policy_gradient(
           env, _tabular_apply, params, k, gamma=0.99, max_rollouts=0))(
               jax.random.PRNGKey(1))
   assert int(info["num_rollouts"]) == 0
@@ -152,8 +155,8 @@ def test_zero_gradient_when_pseudo_actions_equal_the_action():
 
 def test_short_cartpole_run_improves_reward():
   env = envs.make("CartPole-v1", max_steps=200)
-  learner = learners.make_learner("arsm", env, learning_rate=0.03,
-                                  gamma=0.99, max_rollouts=16)
+  learner = rl_lib.make("arsm", env, learning_rate=0.03, gamma=0.99,
+                        settings={"max_rollouts": 16})
   keys = jax.random.split(jax.random.PRNGKey(0), 8)
   states = jax.vmap(learner.init)(keys)
   update = jax.jit(jax.vmap(learner.update))
@@ -210,12 +213,14 @@ def test_lunarlander_tiny_run(tmp_path):
   out = rl.train_and_evaluate(config, str(tmp_path))
   curves = out["curves"]["arsm"]
   assert curves["reward"].shape == (2, 2)
-  assert np.all(curves["num_rollouts"] <= config.max_rollouts)
+  assert np.all(curves["num_rollouts"]
+                <= config.learner_settings.arsm.max_rollouts)
   assert np.all(curves["env_steps"] >= curves["length"])
   config.learner = "arsm,a2c,relax"
   assert rl.validate_config(config) == ["arsm", "a2c", "relax"]
-  config.common_random_numbers = True
-  with pytest.raises(ValueError, match="common_random_numbers"):
+  config.learner_settings.arsm.common_random_numbers = True
+  with pytest.raises(ValueError,
+                     match="learner_settings.arsm.common_random_numbers"):
     rl.validate_config(config)
 
 
@@ -298,13 +303,19 @@ def test_lunarlander_arsm_resumes_at_the_next_seed(tmp_path, monkeypatch):
     ("learner", "arsm,ppo", "Unknown learner"),
     ("variance_draws", 1, "variance_draws"),
     ("gamma", 1.5, "gamma"),
-    ("max_rollouts", -2, "max_rollouts"),
+    ("learner_settings.arsm.max_rollouts", -2,
+     r"config.learner_settings.arsm.max_rollouts must be >= 1, or 0 / -1"),
     ("test_episode", None, "test_episode must be True or False"),
-    ("a2c_bootstrap_truncated", None, "a2c_bootstrap_truncated"),
+    ("learner_settings.a2c.bootstrap_truncated", None,
+     "config.learner_settings.a2c.bootstrap_truncated must be True or False"),
 ])
 def test_config_validated_before_compiling(field, value, match):
   config = rl_config.get_config("tiny")
-  config[field] = value
+  *path, last = field.split(".")
+  node = config
+  for part in path:
+    node = node[part]
+  node[last] = value
   with pytest.raises(ValueError, match=match):
     rl.validate_config(config)
 
@@ -349,7 +360,8 @@ def test_train_and_evaluate_tiny_resumes_and_rerun_skips(tmp_path,
   assert summary["total_env_steps"] >= summary["total_episode_steps"] > 0
   curves = out["curves"]["arsm"]
   assert curves["reward"].shape == (config.num_episodes, config.num_seeds)
-  assert np.all(curves["num_rollouts"] <= config.max_rollouts)
+  assert np.all(curves["num_rollouts"]
+                <= config.learner_settings.arsm.max_rollouts)
   assert np.all(np.isfinite(curves["log_grad_variance"]))
   assert curves["log_grad_variance"].shape == (2, config.num_seeds)
   assert os.path.exists(os.path.join(workdir, "rl.png"))

@@ -1,5 +1,6 @@
-"""Tests of the RL learners: RELAX, the authors' rollout budget, A2C's GAE,
-short training runs of A2C and REINFORCE with a moving-average baseline."""
+"""Tests of the RL learners (arsm_jax.rl): RELAX, the authors' rollout
+budget, A2C's GAE, episodes, the registry's settings, short training runs of
+A2C, RELAX and REINFORCE with a moving-average baseline."""
 
 import jax
 import jax.numpy as jnp
@@ -7,8 +8,15 @@ import numpy as np
 import pytest
 
 from arsm_jax import envs
+from arsm_jax import rl
 from arsm_jax.models import policy as policy_lib
-from arsm_jax.rl import learners
+from arsm_jax.rl import a2c
+from arsm_jax.rl import arsm
+from arsm_jax.rl import episodes
+from arsm_jax.rl import registry
+from arsm_jax.rl import relax
+from arsm_jax.tasks import rl as rl_task
+from configs import rl as rl_config
 from tests.test_rl import _HORIZON
 from tests.test_rl import _exact_value
 from tests.test_rl import _tabular_apply
@@ -21,7 +29,9 @@ def test_conditional_gumbel_has_the_argmax_and_mixes_to_gumbel():
   num_draws = 20000
   k_b, k_z = jax.random.split(jax.random.PRNGKey(0))
   actions = jax.random.categorical(k_b, log_probs, shape=(num_draws,))
-  z = jax.jit(jax.vmap(learners.conditional_gumbel, in_axes=(None, 0, 0)))(
+  # RELAX's per-step relaxation: the estimators' conditional Gumbel sample.
+  cond = relax.draw_conditional_gumbel
+  z = jax.jit(jax.vmap(cond, in_axes=(None, 0, 0)))(
       log_probs, actions, jax.random.split(k_z, num_draws))  # [N, C]
   np.testing.assert_array_equal(np.argmax(z, axis=1), actions)
   assert np.all(np.isfinite(z))
@@ -34,7 +44,7 @@ def test_conditional_gumbel_has_the_argmax_and_mixes_to_gumbel():
   assert np.max(np.abs(zscore)) < 4.5, zscore
   # Tiny probabilities stay finite (no exp overflow in the truncation).
   tiny = jax.nn.log_softmax(jnp.array([0.0, -80.0, 80.0]))
-  zt = learners.conditional_gumbel(tiny, jnp.asarray(1), jax.random.PRNGKey(2))
+  zt = cond(tiny, jnp.asarray(1), jax.random.PRNGKey(2))
   assert np.all(np.isfinite(zt)) and int(np.argmax(zt)) == 1
 
 
@@ -45,7 +55,7 @@ def _tabular_control_variate(key, scale):
   # Scaled up so the control-variate terms are not negligible beside the
   # score term.
   net = jax.tree_util.tree_map(lambda x: scale * x, net)
-  params = learners.RelaxParams(net=net, log_temperature=jnp.log(0.5))
+  params = relax.ControlVariateParams(net=net, log_temperature=jnp.log(0.5))
   return cv.apply, params
 
 
@@ -58,7 +68,7 @@ def test_relax_policy_gradient_unbiased_on_tabular_mdp(scale):
   exact = np.asarray(jax.grad(_exact_value)(params, 1.0))
   num_draws = 10000
   grads, cv_grads, _ = jax.jit(jax.vmap(
-      lambda k: learners.relax_policy_gradient(
+      lambda k: relax.policy_gradient(
           env, _tabular_apply, cv_fn, params, cv_params, k, gamma=1.0)))(
               jax.random.split(jax.random.PRNGKey(12), num_draws))
   grads = np.asarray(grads, np.float64)                     # [N, 4, C]
@@ -84,13 +94,13 @@ def test_relax_variance_gradient_is_that_of_the_squared_norm():
   cv_fn, cv_params = _tabular_control_variate(jax.random.PRNGKey(4), 3.0)
   key = jax.random.PRNGKey(8)
 
-  relax = jax.jit(lambda phi: learners.relax_policy_gradient(
+  estimate = jax.jit(lambda phi: relax.policy_gradient(
       env, _tabular_apply, cv_fn, params, phi, key, gamma=1.0)[:2])
 
   def sq_norm(phi):
-    return jnp.sum(relax(phi)[0] ** 2)
+    return jnp.sum(estimate(phi)[0] ** 2)
 
-  _, cv_grads = relax(cv_params)
+  _, cv_grads = estimate(cv_params)
   eps = 1e-2
   up = cv_params._replace(log_temperature=cv_params.log_temperature + eps)
   down = cv_params._replace(log_temperature=cv_params.log_temperature - eps)
@@ -104,7 +114,7 @@ def _episode(rewards, length, terminated):
   num_steps = len(rewards)
   mask = np.arange(num_steps) < length
   zeros = jnp.zeros((num_steps, 2))
-  return learners.Episode(
+  return episodes.Episode(
       obs=zeros, states=jnp.zeros((num_steps,)),
       actions=jnp.zeros((num_steps,), jnp.int32),
       rewards=jnp.asarray(rewards, jnp.float32), pi=zeros, log_pi=zeros,
@@ -125,7 +135,7 @@ def test_gae_against_hand_computation(terminated, bootstrap):
   final_value = 1.7
   length = 4
   ep = _episode(rewards, length, terminated)
-  adv = learners.gae_advantages(
+  adv = a2c.gae_advantages(
       ep, jnp.asarray(values, jnp.float32), gamma, lam,
       jnp.asarray(final_value) if bootstrap else None)
   # By hand: delta_t = r_t + gamma V_{t+1} - V_t with V_4 = V(s_T) or 0,
@@ -146,13 +156,13 @@ def test_episode_records_termination_and_final_observation():
   env = _tabular_env()
   # Action 2 from state 0 leads to the terminal state at once.
   to_end = jnp.tile(jnp.array([-50.0, -50.0, 50.0]), (4, 1))
-  ep = learners.collect_episode(env, _tabular_apply, to_end,
+  ep = episodes.collect_episode(env, _tabular_apply, to_end,
                                 jax.random.PRNGKey(0), 1.0)
   assert int(ep.length) == 1 and bool(ep.terminated)
   np.testing.assert_array_equal(ep.final_obs, jax.nn.one_hot(3, 4))
   # Action 0 cycles 0 -> 1 -> 2 -> 1: cut by the step cap, not terminated.
   cycle = jnp.tile(jnp.array([50.0, -50.0, -50.0]), (4, 1))
-  ep = learners.collect_episode(env, _tabular_apply, cycle,
+  ep = episodes.collect_episode(env, _tabular_apply, cycle,
                                 jax.random.PRNGKey(0), 1.0)
   assert int(ep.length) == _HORIZON and not bool(ep.terminated)
   np.testing.assert_array_equal(ep.final_obs, jax.nn.one_hot(1, 4))
@@ -163,7 +173,7 @@ def _uniform_episodes(name, keys):
   net = policy_lib.policy(env.num_actions)
   params = jax.tree_util.tree_map(
       jnp.zeros_like, net.init(jax.random.PRNGKey(0), jnp.zeros(env.obs_shape)))
-  return jax.jit(jax.vmap(lambda k: learners.collect_episode(
+  return jax.jit(jax.vmap(lambda k: episodes.collect_episode(
       env, net.apply, params, k, 0.99)))(keys)
 
 
@@ -176,7 +186,7 @@ def acrobot_plans():
   # one or two rollouts; the authors' plan of each with a budget of 16.
   eps = _uniform_episodes("Acrobot-v1",
                           jax.random.split(jax.random.PRNGKey(0), _NUM_ACROBOT))
-  plans = jax.jit(jax.vmap(lambda e, k: learners.plan_rollouts(
+  plans = jax.jit(jax.vmap(lambda e, k: arsm.plan_rollouts(
       e, k, max_rollouts=16, rollout_budget="authors")))(
           eps, jax.random.split(jax.random.PRNGKey(1), _NUM_ACROBOT))
   return eps, plans
@@ -189,7 +199,7 @@ def test_authors_budget_takes_steps_in_order_until_rollouts_are_used(
   eps, plans = acrobot_plans
   ep, plan = jax.tree_util.tree_map(lambda x: x[i], (eps, plans))
   budget = 16
-  need = np.asarray(learners.step_pseudo_actions(ep.log_pi, ep.logits))
+  need = np.asarray(episodes.step_pseudo_actions(ep.log_pi, ep.logits))
   active = np.asarray(plan.active)                          # [S, 2]
   chosen = active.any(axis=1)
   assert int(plan.eligible_steps) > budget
@@ -219,9 +229,9 @@ def test_authors_budget_with_two_actions_is_the_unreweighted_plan():
       lambda x: x[0], _uniform_episodes("CartPole-v1",
                                         jax.random.PRNGKey(3)[None]))
   key = jax.random.PRNGKey(4)
-  plans = {rule: learners.plan_rollouts(ep, key, max_rollouts=4,
-                                        rollout_budget=rule)
-           for rule in learners.ROLLOUT_BUDGETS}
+  plans = {rule: arsm.plan_rollouts(ep, key, max_rollouts=4,
+                                    rollout_budget=rule)
+           for rule in arsm.ROLLOUT_BUDGETS}
   assert int(plans["authors"].eligible_steps) > 4
   for field in ("idx", "actions", "active", "keys"):
     np.testing.assert_array_equal(getattr(plans["authors"], field),
@@ -232,7 +242,7 @@ def test_authors_budget_with_two_actions_is_the_unreweighted_plan():
       plans["unbiased"].weight,
       np.full(4, int(plans["unbiased"].eligible_steps) / 4), rtol=1e-6)
   with pytest.raises(ValueError, match="rollout_budget"):
-    learners.rollout_capacity(10, 2, 4, "greedy")
+    arsm.rollout_capacity(10, 2, 4, "greedy")
 
 
 @pytest.mark.slow
@@ -241,8 +251,8 @@ def test_test_episode_leaves_training_unchanged_and_diagnostics_in_range():
   keys = jax.random.split(jax.random.PRNGKey(1), 2)
   out = {}
   for test_episode in (False, True):
-    learner = learners.make_learner("arsm", env, learning_rate=0.03,
-                                    gamma=0.99, test_episode=test_episode)
+    learner = rl.make("arsm", env, learning_rate=0.03, gamma=0.99,
+                      test_episode=test_episode)
     states = jax.vmap(learner.init)(keys)
     out[test_episode] = jax.jit(jax.vmap(learner.update))(states, keys)
   for a, b in zip(jax.tree_util.tree_leaves(out[False][0]),
@@ -259,15 +269,14 @@ def test_test_episode_leaves_training_unchanged_and_diagnostics_in_range():
       frac, np.asarray(info["eligible_steps"]) / np.asarray(info["length"]))
 
 
-def _train(name, episodes, seeds=8, max_steps=200, **kwargs):
+def _train(name, num_episodes, seeds=8, max_steps=200):
   env = envs.make("CartPole-v1", max_steps=max_steps)
-  learner = learners.make_learner(name, env, learning_rate=0.03, gamma=0.99,
-                                  **kwargs)
+  learner = rl.make(name, env, learning_rate=0.03, gamma=0.99)
   keys = jax.random.split(jax.random.PRNGKey(0), seeds)
   states = jax.vmap(learner.init)(keys)
   update = jax.jit(jax.vmap(learner.update))
   rewards = []
-  for e in range(episodes):
+  for e in range(num_episodes):
     states, info = update(
         states, jax.vmap(lambda k, e=e: jax.random.fold_in(k, e))(keys))
     rewards.append(np.asarray(info["reward"]))
@@ -314,13 +323,51 @@ def test_host_batch_runs_relax_on_lunarlander():
     assert max(moved) > 0
 
 
-@pytest.mark.parametrize("field,value", [
-    ("rollout_budget", "greedy"), ("relax_temperature", 0.0),
-    ("relax_learning_rate", -1.0)])
-def test_new_options_validated_before_compiling(field, value):
-  from arsm_jax.tasks import rl  # pylint: disable=g-import-not-at-top
-  from configs import rl as rl_config  # pylint: disable=g-import-not-at-top
+@pytest.mark.parametrize("learner,field,value", [
+    ("arsm", "rollout_budget", "greedy"), ("relax", "temperature", 0.0),
+    ("relax", "learning_rate", -1.0), ("reinforce_ma", "baseline_decay", 1.0),
+    ("a2c", "gae_lambda", 1.5), ("a2c", "critic_learning_rate", 0.0)])
+def test_learner_settings_validated_before_compiling(learner, field, value):
   config = rl_config.get_config("tiny")
-  config[field] = value
-  with pytest.raises(ValueError, match=field):
-    rl.validate_config(config)
+  config.learner_settings[learner][field] = value
+  with pytest.raises(ValueError,
+                     match=f"config.learner_settings.{learner}.{field}"):
+    rl_task.validate_config(config)
+  # The same check when a learner is built in Python.
+  with pytest.raises(ValueError, match=f"learner_settings.{learner}.{field}"):
+    rl.make(learner, envs.make("CartPole-v1"), learning_rate=0.03,
+            gamma=0.99, settings={field: value})
+
+
+def test_registry_settings_are_the_learners_keyword_arguments():
+  defaults = registry.default_settings()
+  assert sorted(defaults) == sorted(registry.LEARNERS)
+  assert defaults.a2c.to_dict() == {"critic_learning_rate": 0.03,
+                                    "gae_lambda": 0.95,
+                                    "bootstrap_truncated": True}
+  assert defaults.arsm.to_dict() == {"max_rollouts": 16,
+                                     "rollout_budget": "unbiased",
+                                     "common_random_numbers": False}
+  assert defaults.relax.to_dict() == {"learning_rate": 0.03,
+                                      "temperature": 0.5}
+  assert defaults.reinforce_ma.to_dict() == {"baseline_decay": 0.9}
+  env = envs.make("CartPole-v1")
+  with pytest.raises(ValueError, match=r"config.learner_settings.a2c must "
+                     r"have the fields .*differs in \['gae_lamda'\]"):
+    rl.make("a2c", env, learning_rate=0.03, gamma=0.99,
+            settings={"gae_lamda": 0.9})
+  with pytest.raises(ValueError, match="Unknown learner 'ppo'; known: arsm"):
+    rl.make("ppo", env, learning_rate=0.03, gamma=0.99)
+
+
+@pytest.mark.parametrize("name,state_fields", [
+    ("arsm", ("params", "opt_state")),
+    ("a2c", ("params", "opt_state", "critic_params", "critic_opt_state")),
+    ("relax", ("params", "opt_state", "cv_params", "cv_opt_state")),
+    ("reinforce_ma", ("params", "opt_state", "baseline"))])
+def test_each_learner_has_its_own_state(name, state_fields):
+  learner = rl.make(name, envs.make("CartPole-v1"), learning_rate=0.03,
+                    gamma=0.99)
+  state = learner.init(jax.random.PRNGKey(0))
+  assert state._fields == state_fields
+  assert (learner.update_from_episode is None) == (name == "arsm")

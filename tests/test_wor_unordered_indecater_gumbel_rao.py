@@ -300,8 +300,9 @@ def test_conditional_gumbels_have_the_conditioned_argmax():
   log_probs = jax.nn.log_softmax(jnp.array([[0.0, 2.0, -1.0, -jnp.inf],
                                             [1e3, 0.0, -5.0, 3.0]]), axis=-1)
   hard = jnp.array([2, 0])
-  x = gumbel_rao_lib.conditional_gumbel(jax.random.PRNGKey(0), log_probs,
-                                        hard, 500)
+  log_e = jnp.log(jax.random.exponential(jax.random.PRNGKey(0),
+                                         (500,) + log_probs.shape))
+  x = gumbel_rao_lib.conditional_gumbel(log_e, log_probs, hard)
   assert np.all(np.asarray(jnp.argmax(x, axis=-1)) == np.asarray(hard))
   assert np.all(np.isneginf(np.asarray(x[:, 0, 3])))
   assert not np.any(np.isnan(np.asarray(x)))
@@ -318,7 +319,8 @@ def test_conditional_gumbels_mix_to_unconditional_ones():
   def one(key):
     k1, k2 = jax.random.split(key)
     hard = jax.random.categorical(k1, logits, axis=-1)
-    return gumbel_rao_lib.conditional_gumbel(k2, log_probs, hard, 1)[0, 0]
+    log_e = jnp.log(jax.random.exponential(k2, log_probs.shape))
+    return gumbel_rao_lib.conditional_gumbel(log_e, log_probs, hard)[0]
 
   x = np.asarray(jax.jit(jax.vmap(one))(
       jax.random.split(jax.random.PRNGKey(1), 20_000)))

@@ -123,6 +123,36 @@ def _distinct_rows(rows: Array, capacity: int):
   return unique, inverse, group[-1] + 1
 
 
+def swap_merge(f_matrix: Array, pi: Array,
+               keep: Optional[Array] = None) -> Array:
+  r"""ARSM's gradient from the values of the pseudo actions.
+
+  .. math::
+
+    g_{kc} = \sum_j \Big[F_{cj} - \tfrac1C \sum_m F_{mj}\Big]
+             \big(\tfrac1C - \pi_{kj}\big)
+
+  Shared by the estimator :func:`arsm` (one ``F`` for all K dimensions) and
+  the RL learner :mod:`arsm_jax.rl.arsm` (``F`` of one step's action values,
+  K = 1).
+
+  Args:
+    f_matrix: ``[C, C]`` :math:`F_{cj} = f(z^{c\rightleftharpoons j})`.
+    pi: ``[K, C]`` the Dirichlet draws.
+    keep: optional ``[K, C]`` bool over j; the terms where it is False are
+      dropped (ARSM+'s indicator, see the module docstring).
+
+  Returns:
+    ``[K, C]`` over c.
+  """
+  num_cats = pi.shape[-1]
+  centred = f_matrix - jnp.mean(f_matrix, axis=0, keepdims=True)
+  weights = 1.0 / num_cats - pi                             # [K, C] over j
+  if keep is not None:
+    weights = jnp.where(keep, weights, 0.0)
+  return weights @ centred.T                                # [K, C] over c
+
+
 def arsm(key, logits: Array, f: contract.Objective, *,
          eval_batch_size: Optional[int] = None,
          max_distinct: Optional[int] = None,
@@ -233,13 +263,11 @@ def arsm(key, logits: Array, f: contract.Objective, *,
   else:
     f_matrix, f_z, num_evals = evaluate(None)
     f_matrix = jnp.where(all_same, f_z, f_matrix)
-  centred = f_matrix - jnp.mean(f_matrix, axis=0, keepdims=True)
-  weights = 1.0 / num_cats - aug.pi                         # [K, C] over j
+  moves = None
   if partial_integration:
     # Column j of dimension k moves somewhere: z_k^{c<->j} != z_k for a c.
     moves = jnp.any(pv != aug.z[:, None, None], axis=1)     # [K, C] over j
-    weights = jnp.where(moves, weights, 0.0)
-  grad = weights @ centred.T                                # [K, C] over c
+  grad = swap_merge(f_matrix, aug.pi, moves)                # [K, C] over c
   grad = _zero_masked(grad, logits)
   samples, w = _single(onehot_z, dtype)
   return contract.EstimatorOutput(grad, samples, w, f_z, num_evals)

@@ -57,26 +57,32 @@ from arsm_jax.estimators import validation
 Array = jax.Array
 
 
-def conditional_gumbel(key, log_probs: Array, hard: Array,
-                       num_samples: int) -> Array:
-  r"""Perturbed log-probabilities ``[M, K, C]`` conditioned on their argmax being ``hard``.
+def conditional_gumbel(log_e: Array, log_probs: Array, hard: Array) -> Array:
+  r"""Perturbed log-probabilities conditioned on their argmax, from noise.
+
+  The sampler of the module docstring: :math:`x_D = -\log E_D` and
+  :math:`x_c = -\mathrm{logaddexp}(\log E_c - \log\pi_c, \log E_D)` for
+  :math:`c \ne D`, reparameterised in ``log_probs``. The caller draws the
+  independent standard exponentials :math:`E_c` (Gumbel-Rao and the RL
+  learner ``relax`` draw them each their own way) and passes their logs.
 
   Args:
-    key: PRNG key.
-    log_probs: ``[K, C]`` normalised log-probabilities (``-inf`` allowed).
-    hard: ``[K]`` int categories, each with positive probability.
-    num_samples: M.
+    log_e: ``[..., C]`` logs of independent standard exponentials, which
+      broadcast against ``log_probs`` (Gumbel-Rao's ``[M, K, C]``).
+    log_probs: ``[..., C]`` normalised log-probabilities; a ``-inf`` entry
+      masks its category (``x_c = -inf`` there).
+    hard: ``[...]`` int conditioning argmax, each with positive probability.
+
+  Returns:
+    The perturbed log-probabilities, shaped like ``log_e``, with argmax
+    ``hard``.
   """
-  num_dims, num_cats = log_probs.shape
-  dtype = log_probs.dtype
-  tiny = jnp.finfo(dtype).tiny
-  e = jax.random.exponential(key, (num_samples, num_dims, num_cats), dtype)
-  log_e = jnp.log(jnp.maximum(e, tiny))                        # [M, K, C]
-  onehot = jax.nn.one_hot(hard, num_cats, dtype=bool)          # [K, C]
+  num_cats = log_probs.shape[-1]
+  onehot = jax.nn.one_hot(hard, num_cats, dtype=bool)          # [..., C]
   log_e_top = jnp.sum(jnp.where(onehot, log_e, 0.0), axis=-1, keepdims=True)
   masked = jnp.isneginf(log_probs)
   safe_lp = jnp.where(masked, 0.0, log_probs)
-  others = -jnp.logaddexp(log_e - safe_lp, log_e_top)          # [M, K, C]
+  others = -jnp.logaddexp(log_e - safe_lp, log_e_top)
   others = jnp.where(masked, -jnp.inf, others)
   return jnp.where(onehot, -log_e_top, others)
 
@@ -117,7 +123,9 @@ def gumbel_rao(key, logits: Array, f: contract.Objective, *,
   # f's gradient at a masked category (say a log q(z) term's -inf) must not
   # reach the estimate: those coordinates get y = 0 and no gradient.
   grad_f = jnp.where(jnp.isneginf(logits), 0.0, grad_f)
-  x = conditional_gumbel(key_cond, log_probs, hard_idx, m)      # [M, K, C]
+  e = jax.random.exponential(key_cond, (m,) + logits.shape, dtype)
+  log_e = jnp.log(jnp.maximum(e, jnp.finfo(dtype).tiny))        # [M, K, C]
+  x = conditional_gumbel(log_e, log_probs, hard_idx)            # [M, K, C]
   y = jax.nn.softmax(x / tau, axis=-1)                          # [M, K, C]
   inner = jnp.sum(y * grad_f[None], axis=-1, keepdims=True)     # [M, K, 1]
   grad = jnp.mean(y * (grad_f[None] - inner), axis=0) / tau     # [K, C]

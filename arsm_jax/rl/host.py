@@ -15,14 +15,14 @@ One training episode:
 
 1. on the host, the policy (a NumPy copy of the Flax MLP) acts with actions
    drawn by the Dirichlet augmentation, recording what
-   :class:`~arsm_jax.rl.learners.Episode` holds;
-2. :func:`~arsm_jax.rl.learners.plan_rollouts` (jitted) picks the steps and
+   :class:`~arsm_jax.rl.episodes.Episode` holds;
+2. :func:`~arsm_jax.rl.arsm.plan_rollouts` (jitted) picks the steps and
    pseudo actions to roll out, with the same cap and reweighting as the JAX
    environments;
 3. the rollouts (replay, pseudo action, then the policy) run on the host,
    spread over worker processes when ``num_workers > 1``;
-4. :func:`~arsm_jax.rl.learners.arsm_finish` and Adam (jitted) update the
-   policy.
+4. :func:`~arsm_jax.rl.arsm.gradient_from_rollouts` and Adam (jitted) update
+   the policy.
 
 Rollouts return ``Q(s_t, b) - G_t`` accumulated reward by reward against the
 episode, as the JAX rollouts do.
@@ -41,7 +41,10 @@ import optax
 
 from arsm_jax import envs
 from arsm_jax.models import policy as policy_lib
-from arsm_jax.rl import learners
+from arsm_jax.rl import arsm
+from arsm_jax.rl import episodes
+from arsm_jax.rl import learner as learner_lib
+from arsm_jax.rl import registry
 
 HOST_ENVS = envs.HOST_ENVS
 
@@ -77,7 +80,7 @@ def augment(rng_seed: int, t: int, logits: np.ndarray):
 
   The draw depends only on ``(rng_seed, t)``, so a rollout with the
   episode's ``rng_seed`` makes the episode's draws (as
-  :func:`arsm_jax.rl.learners.step_keys` does for the JAX environments).
+  :func:`arsm_jax.rl.episodes.step_keys` does for the JAX environments).
   """
   rng = np.random.default_rng([rng_seed, t])
   e = np.maximum(rng.standard_exponential(logits.shape[-1]).astype(np.float32),
@@ -153,19 +156,19 @@ def replay_rollout(job) -> tuple[float, int, int]:
   return ret, n, len(prefix)
 
 
-
-def _episode(arrays, max_steps: int, gamma: float) -> learners.Episode:
-  """A host-collected episode (padded numpy arrays) as a learners.Episode."""
+def _episode(arrays, max_steps: int, gamma: float) -> episodes.Episode:
+  """A host-collected episode (padded numpy arrays) as an Episode."""
   mask = jnp.arange(max_steps) < arrays["length"]
-  return learners.Episode(
+  return episodes.Episode(
       obs=arrays["obs"], states=jnp.zeros((max_steps,)),
       actions=arrays["actions"], rewards=arrays["rewards"],
       pi=arrays["pi"], log_pi=arrays["log_pi"], logits=arrays["logits"],
       mask=mask,
-      returns=learners.discounted_returns(arrays["rewards"], mask, gamma),
+      returns=episodes.discounted_returns(arrays["rewards"], mask, gamma),
       length=jnp.asarray(arrays["length"], jnp.int32),
       final_obs=arrays["final_obs"],
       terminated=jnp.asarray(arrays["terminated"], bool))
+
 
 class HostArsm:
   """ARSM policy-gradient training on a host simulator (one seed at a time).
@@ -179,7 +182,7 @@ class HostArsm:
     hidden: hidden widths of the policy.
     num_workers: worker processes for the rollouts (1 = in this process).
     rollout_budget: the rule when the cap binds
-      (:data:`~arsm_jax.rl.learners.ROLLOUT_BUDGETS`).
+      (:data:`~arsm_jax.rl.arsm.ROLLOUT_BUDGETS`).
     test_episode: after each update, run one episode of the updated policy
       and report its reward as ``test_reward``.
   """
@@ -199,9 +202,9 @@ class HostArsm:
     self.obs_shape = tuple(env.observation_space.shape)
     self.gamma = gamma
     self.test_episode = test_episode
-    if rollout_budget not in learners.ROLLOUT_BUDGETS:
-      raise ValueError(f"rollout_budget must be one of "
-                       f"{learners.ROLLOUT_BUDGETS}; got {rollout_budget!r}.")
+    arsm.check_settings(dict(max_rollouts=max_rollouts,
+                             rollout_budget=rollout_budget,
+                             common_random_numbers=False))
     self.net = policy_lib.policy(self.num_actions, hidden)
     self.tx = optax.adam(learning_rate)
     self._pool: Optional[concurrent.futures.Executor] = None
@@ -212,35 +215,32 @@ class HostArsm:
 
     def prepare(arrays, key):
       ep = _episode(arrays, self.max_steps, gamma)
-      plan = learners.plan_rollouts(ep, key, max_rollouts=max_rollouts,
-                                    rollout_budget=rollout_budget)
+      plan = arsm.plan_rollouts(ep, key, max_rollouts=max_rollouts,
+                                rollout_budget=rollout_budget)
       seeds = jax.vmap(jax.vmap(
           lambda k: jax.random.randint(k, (), 0, 2**31 - 1)))(plan.keys)
       return plan, seeds
 
     def finish(state, plan, diffs, steps):
-      grads, info = learners.arsm_finish(apply_fn, state.params, plan, diffs,
-                                         steps)
-      updates, opt = self.tx.update(
-          jax.tree_util.tree_map(jnp.negative, grads), state.opt_state,
-          state.params)
-      return state._replace(params=optax.apply_updates(state.params, updates),
-                            opt_state=opt), info
+      grads, info = arsm.gradient_from_rollouts(apply_fn, state.params, plan,
+                                                diffs, steps)
+      params, opt_state = learner_lib.ascend(self.tx, state.params,
+                                             state.opt_state, grads)
+      return arsm.ArsmTrainState(params, opt_state), info
 
     self._prepare = jax.jit(prepare)
     self._finish = jax.jit(finish)
 
-  def init(self, key) -> learners.TrainState:
+  def init(self, key) -> arsm.ArsmTrainState:
     params = self.net.init(key, jnp.zeros(self.obs_shape, jnp.float32))
-    return learners.TrainState(params, self.tx.init(params), (), (),
-                               jnp.zeros((), jnp.float32))
+    return arsm.ArsmTrainState(params, self.tx.init(params))
 
   def close(self):
     if self._pool is not None:
       self._pool.shutdown()
 
-  def update(self, state: learners.TrainState,
-             key) -> tuple[learners.TrainState, dict[str, Any]]:
+  def update(self, state: arsm.ArsmTrainState,
+             key) -> tuple[arsm.ArsmTrainState, dict[str, Any]]:
     """One training episode; ``info`` adds ``replay_steps`` to the usual."""
     k_ep, k_plan = jax.random.split(key)
     seed, rng_seed = (int(x) for x in jax.random.randint(
@@ -274,7 +274,7 @@ class HostArsm:
     info["env_steps"] = info["env_steps"] + replay_steps
     if self.test_episode:
       test_seed, test_rng = (int(x) for x in jax.random.randint(
-          learners.test_episode_key(key), (2,), 0, 2**31 - 1))
+          learner_lib.test_episode_key(key), (2,), 0, 2**31 - 1))
       test = collect(self.name, numpy_params(state.params), test_seed,
                      test_rng, self.max_steps)
       info["test_reward"] = np.asarray(
@@ -293,10 +293,10 @@ class HostBatch:
 
   Each update collects one episode per seed on the host (the seeds'
   episodes spread over ``num_workers`` processes), pads them into
-  :class:`~arsm_jax.rl.learners.Episode` buffers of the step cap, and applies
-  the learner's ``update_from_episode`` to all seeds at once (jitted and
-  ``vmap``-ped). The same interface as a jitted, vmapped
-  :attr:`~arsm_jax.rl.learners.Learner.update`: ``update(states, keys)``
+  :class:`~arsm_jax.rl.episodes.Episode` buffers of the step cap, and
+  applies the learner's ``update_from_episode`` to all seeds at once (jitted
+  and ``vmap``-ped). The same interface as a jitted, vmapped
+  :attr:`~arsm_jax.rl.learner.Learner.update`: ``update(states, keys)``
   with per-seed keys ``[S, 2]``.
 
   Args:
@@ -306,8 +306,8 @@ class HostBatch:
     num_workers: worker processes for the episodes (1 = in this process).
     test_episode: also run one episode of each updated policy and report
       its reward as ``test_reward``.
-    **kwargs: the other arguments of
-      :func:`~arsm_jax.rl.learners.make_learner`.
+    **kwargs: the other arguments of :func:`~arsm_jax.rl.registry.make`
+      (``learning_rate``, ``gamma``, ``hidden``, ``settings``).
   """
 
   def __init__(self, name: str, learner: str, *, max_steps: int = 0,
@@ -332,7 +332,7 @@ class HostBatch:
                           obs_shape=self.obs_shape, max_steps=self.max_steps,
                           solved_threshold=HOST_ENVS[name][1],
                           reset=no_jax_env, step=no_jax_env)
-    self.learner = learners.make_learner(learner, jax_env, **kwargs)
+    self.learner = registry.make(learner, jax_env, **kwargs)
     gamma = kwargs["gamma"]
     self._pool: Optional[concurrent.futures.Executor] = None
     if num_workers > 1:
@@ -367,8 +367,7 @@ class HostBatch:
       return list(self._pool.map(collect_job, jobs))
     return [collect_job(job) for job in jobs]
 
-  def update(self, states: learners.TrainState,
-             keys) -> tuple[learners.TrainState, dict[str, Any]]:
+  def update(self, states, keys) -> tuple[Any, dict[str, Any]]:
     """One training episode per seed; ``info`` holds ``[S]`` arrays."""
     k_ep, k_aux = jnp.moveaxis(jax.vmap(jax.random.split)(keys), 1, 0)
     episodes = self._collect(states.params, k_ep)
@@ -378,7 +377,7 @@ class HostBatch:
     info = {k: np.asarray(v) for k, v in info.items()}
     if self.test_episode:
       tests = self._collect(states.params,
-                            jax.vmap(learners.test_episode_key)(keys))
+                            jax.vmap(learner_lib.test_episode_key)(keys))
       info["test_reward"] = np.asarray(
           [np.sum(t["rewards"][:t["length"]]) for t in tests], np.float32)
     return states, info

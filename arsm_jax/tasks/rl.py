@@ -27,8 +27,8 @@ an unfinished one resumes from its newest readable orbax checkpoint
 (``checkpoints/``, every ``checkpoint_every`` episodes; a damaged one is
 reported and skipped) and ends with the curves of an uninterrupted run. A
 learner's run is identified by the whole config except ``RESUMABLE_FIELDS``
-and the fields only other learners use (``LEARNER_FIELDS``): under any other
-change the rerun is refused, naming the differing fields, unless
+and the other learners' settings (``learner_settings.<other>``): under any
+other change the rerun is refused, naming the differing fields, unless
 ``config.fresh`` is set (the learner's folder is emptied and it runs again).
 
 LunarLander-v3 (gymnasium, Box2D) runs outside JAX (:mod:`arsm_jax.rl.host`),
@@ -63,9 +63,10 @@ import numpy as np
 
 from arsm_jax import config_checks as checks
 from arsm_jax import envs
+from arsm_jax import rl as rl_lib
 from arsm_jax import runs
 from arsm_jax import writers
-from arsm_jax.rl import learners as learners_lib
+from arsm_jax.rl import registry
 
 Array = jax.Array
 
@@ -73,28 +74,13 @@ Array = jax.Array
 # when no rollout's return differs from the episode's: no signal at all).
 LOG_VARIANCE_FLOOR = float(np.log(1e-30))
 
-
-# Fields used by some learners only: a change to one of them leaves the other
-# learners' saved runs valid. Every field not listed here (and not
-# resumable) identifies the run of every learner.
-LEARNER_FIELDS = {
-    "max_rollouts": ("arsm",),
-    "common_random_numbers": ("arsm",),
-    "rollout_budget": ("arsm",),
-    "critic_learning_rate": ("a2c",),
-    "gae_lambda": ("a2c",),
-    "a2c_bootstrap_truncated": ("a2c",),
-    "baseline_decay": ("reinforce_ma",),
-    "relax_temperature": ("relax",),
-    "relax_learning_rate": ("relax",),
-}
 # Fields that may differ between a run and its resumption.
 PLOT_FILE = "rl.png"
 RESUMABLE_FIELDS = ("learner", "checkpoint_every", "num_workers")
 
 
 def learner_list(config) -> list[str]:
-  return checks.names(config, "learner", learners_lib.LEARNERS, "learner")
+  return checks.names(config, "learner", registry.LEARNERS, "learner")
 
 
 def validate_config(config) -> list[str]:
@@ -104,21 +90,11 @@ def validate_config(config) -> list[str]:
   for field in ("num_seeds", "num_episodes", "moving_average_window",
                 "num_workers"):
     checks.integer(config, field, low=1)
-  for field in ("learning_rate", "critic_learning_rate",
-                "relax_learning_rate", "relax_temperature"):
-    checks.positive_number(config, field)
+  checks.positive_number(config, "learning_rate")
   checks.number(config, "gamma", 0.0, 1.0, low_open=True)
-  checks.number(config, "gae_lambda", 0.0, 1.0)
-  checks.number(config, "baseline_decay", 0.0, 1.0, high_open=True)
-  checks.choice(config, "rollout_budget", learners_lib.ROLLOUT_BUDGETS,
-                noun="rollout budget")
-  for field in ("test_episode", "a2c_bootstrap_truncated",
-                "common_random_numbers"):
-    checks.boolean(config, field)
-  if config.max_rollouts < -1:
-    raise checks.fail("max_rollouts", config.max_rollouts,
-                      ">= 1, or 0 / -1 for uncapped")
-  checks.integer(config, "max_rollouts")
+  checks.boolean(config, "test_episode")
+  for name in registry.LEARNERS:
+    registry.check_settings(name, config.learner_settings[name])
   checks.integer(config, "max_episode_steps", low=0)
   checks.integer(config, "variance_every", low=0)
   if config.variance_every:
@@ -126,8 +102,8 @@ def validate_config(config) -> list[str]:
   checks.integer(config, "checkpoint_every", low=0)
   names = learner_list(config)
   if config.env in envs.HOST_ENVS:
-    if config.common_random_numbers:
-      raise checks.fail("common_random_numbers", True,
+    if config.learner_settings.arsm.common_random_numbers:
+      raise checks.fail("learner_settings.arsm.common_random_numbers", True,
                         f"False for {config.env} (not implemented there)")
     if config.variance_every:
       raise checks.fail("variance_every", config.variance_every,
@@ -137,25 +113,18 @@ def validate_config(config) -> list[str]:
   return names
 
 
-def _learner_kwargs(config) -> dict[str, Any]:
-  """The options of :func:`arsm_jax.rl.learners.make_learner` (each learner
-  reads its own; :data:`LEARNER_FIELDS`)."""
-  return dict(
-      learning_rate=config.learning_rate, gamma=config.gamma,
-      max_rollouts=config.max_rollouts, hidden=tuple(config.hidden),
-      critic_learning_rate=config.critic_learning_rate,
-      gae_lambda=config.gae_lambda, baseline_decay=config.baseline_decay,
-      common_random_numbers=config.common_random_numbers,
-      rollout_budget=config.rollout_budget,
-      a2c_bootstrap_truncated=config.a2c_bootstrap_truncated,
-      relax_temperature=config.relax_temperature,
-      relax_learning_rate=config.relax_learning_rate)
+def _learner_kwargs(name: str, config) -> dict[str, Any]:
+  """The options of :func:`arsm_jax.rl.registry.make` for learner ``name``
+  besides the environment: the common ones and its own settings."""
+  return dict(learning_rate=config.learning_rate, gamma=config.gamma,
+              hidden=tuple(config.hidden),
+              settings=config.learner_settings[name].to_dict())
 
 
-def make_learner(name: str, config) -> learners_lib.Learner:
+def make_learner(name: str, config) -> rl_lib.Learner:
   env = envs.make(config.env, config.max_episode_steps)
-  return learners_lib.make_learner(name, env, test_episode=config.test_episode,
-                                   **_learner_kwargs(config))
+  return registry.make(name, env, test_episode=config.test_episode,
+                       **_learner_kwargs(name, config))
 
 
 def solved_threshold(config) -> float:
@@ -204,16 +173,20 @@ def median_episodes(solve: list[Any]) -> Any:
 
 
 def run_identity(config, name: str) -> dict[str, Any]:
-  """What identifies learner ``name``'s run: the config minus resumable fields
-  and the fields of other learners (:data:`LEARNER_FIELDS`)."""
-  others = [f for f, users in LEARNER_FIELDS.items() if name not in users]
-  current = runs.identity(runs.config_json(config),
-                          RESUMABLE_FIELDS + tuple(others))
+  """What identifies learner ``name``'s run: the config minus resumable
+  fields and the other learners' settings. The learner's own settings are
+  flat ``learner_settings.<name>.<field>`` entries, so a changed one is named
+  as the override that sets it."""
+  values = runs.config_json(config)
+  settings = values.pop("learner_settings")[name]
+  current = runs.identity(values, RESUMABLE_FIELDS)
+  current.update({f"learner_settings.{name}.{field}": value
+                  for field, value in settings.items()})
   current["learner"] = name
   return current
 
 
-def _grad_log_variance(learner: learners_lib.Learner, draws: int):
+def _grad_log_variance(learner: rl_lib.Learner, draws: int):
   """``(states, keys) -> [num_seeds]`` log mean per-coordinate variance.
 
   Seeds and draws share one ``vmap`` axis (cheaper to compile than two).
@@ -325,7 +298,7 @@ def _train_jax(name, config, logdir, checkpoints):
                                max_steps=config.max_episode_steps,
                                num_workers=config.num_workers,
                                test_episode=config.test_episode,
-                               **_learner_kwargs(config))
+                               **_learner_kwargs(name, config))
       stack.callback(trainer.close)
     else:
       trainer = None
@@ -440,11 +413,13 @@ def _train_host(name, config, logdir, checkpoints):
   train_seconds = float(saved["train_seconds"])
   if first_seed:
     logging.info("rl: %s resumes at seed %d.", name, first_seed)
+  settings = config.learner_settings.arsm
   trainer = host.HostArsm(
       config.env, learning_rate=config.learning_rate, gamma=config.gamma,
-      max_rollouts=config.max_rollouts, max_steps=config.max_episode_steps,
+      max_rollouts=settings.max_rollouts, max_steps=config.max_episode_steps,
       hidden=tuple(config.hidden), num_workers=config.num_workers,
-      rollout_budget=config.rollout_budget, test_episode=config.test_episode)
+      rollout_budget=settings.rollout_budget,
+      test_episode=config.test_episode)
   init_keys, train_keys, _ = _seed_keys(config)
   compile_seconds = 0.0
   try:
@@ -575,10 +550,10 @@ def finished_learners(config, workdir: str,
 
   Returns:
     ``{name: result with curves}`` (:func:`runs.load_result`), in
-    ``learners.LEARNERS`` order.
+    ``registry.LEARNERS`` order.
   """
   out = {}
-  for name in learners_lib.LEARNERS:
+  for name in registry.LEARNERS:
     logdir = os.path.join(workdir, name)
     config_path = os.path.join(logdir, runs.CONFIG_FILE)
     if (name in skip
@@ -613,7 +588,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   """
   names = validate_config(config)
   with runs.lock_workdir(workdir, what="rl run"):
-    runs.check_workdir(workdir, extra=learners_lib.LEARNERS + (PLOT_FILE,),
+    runs.check_workdir(workdir, extra=registry.LEARNERS + (PLOT_FILE,),
                        what="rl run")
     return _train_and_evaluate(config, workdir, names)
 
