@@ -132,23 +132,9 @@ def _model_options(cfg: dict) -> dict:
           if k in cfg and cfg[k] != default}
 
 
-# The relaxed (pathwise) estimators of the registry; a test checks the list.
-PATHWISE = ("gumbel_rao", "gumbel_softmax", "reinmax", "st_gumbel_softmax")
-
-
 def f_evals_per_image(s: dict) -> int:
-  """Decoder evaluations per image and step of a VAE run's summary.
-
-  Summaries written before ``evals_counted_over_layers`` existed hold one
-  estimator draw's count, which on ``two_layer`` is half a score-function
-  step's (one draw per layer) and the square root of a relaxed one's (layer
-  2 nested in layer 1); this applies the rule of
-  ``arsm_jax.objectives.vae.evals_per_image`` to them.
-  """
-  evals = s["evals_per_image_per_step"]
-  if s["model"] != "two_layer" or s.get("evals_counted_over_layers"):
-    return evals
-  return evals * evals if s["estimator"] in PATHWISE else 2 * evals
+  """Decoder evaluations per image and step of a VAE run's summary."""
+  return s["evals_per_image_per_step"]
 
 
 def vae_row(run: dict) -> dict:

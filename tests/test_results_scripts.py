@@ -79,21 +79,6 @@ def test_collect_then_table_matches_summaries(two_seed_runs, tmp_path,
                                      authors=False)
 
 
-def test_old_two_layer_summaries_get_both_layers_evaluations():
-  make_results = _load("make_results")
-  from arsm_jax import estimators  # pylint: disable=g-import-not-at-top
-  assert set(make_results.PATHWISE) == {
-      n for n in estimators.names() if estimators.get(n).pathwise}
-  old = {"model": "two_layer", "estimator": "arsm",
-         "evals_per_image_per_step": 46}
-  assert make_results.f_evals_per_image(old) == 92
-  assert make_results.f_evals_per_image({**old, "model": "nonlinear"}) == 46
-  assert make_results.f_evals_per_image(
-      {**old, "evals_counted_over_layers": True}) == 46
-  relaxed = {**old, "estimator": "gumbel_rao", "evals_per_image_per_step": 1}
-  assert make_results.f_evals_per_image(relaxed) == 1
-
-
 def test_collect_refuses_unfinished_run(tmp_path):
   collect_run = _load("collect_run")
   with pytest.raises(SystemExit, match="not finished"):
