@@ -29,8 +29,8 @@ order::
 5. **Writers** (:class:`~arsm_jax.writers.MetricWriter`): ``metrics.jsonl``
    and TensorBoard. Every row also updates a :class:`MetricRecord` kept in
    memory and saved in each checkpoint, from which the summary is built.
-6. **Periodic checkpoints**: :meth:`Run.checkpoint` flushes the writers
-   first, so every row up to a checkpoint's step is on disk when it is.
+6. **Periodic checkpoints** (:meth:`Run.checkpoint`), the rows up to them
+   flushed first.
 7. **The end**: :meth:`Run.write_summary` (``summary.json``) or
    :meth:`Run.save_result` (``result.json`` + ``curves.npz``, for the runs
    of a workdir, which are loaded instead of rerun).
@@ -39,10 +39,8 @@ Several processes (``jax.process_count() > 1``) are one run: only process 0
 locks, checks, deletes and writes files (rows, events, configs, summaries);
 every process takes part in the checkpoint saves and restores, which orbax
 does collectively. Arrays that live on one process only (host-local jax
-arrays, NumPy) are saved as NumPy, which orbax writes from process 0.
-
-Files are written atomically (:func:`arsm_jax.writers.write_json`): a kill at
-any moment leaves the old file or the new one, never half of one.
+arrays, NumPy) are saved as NumPy, which orbax writes from process 0. Files
+are written atomically (:func:`arsm_jax.writers.write_json`).
 """
 
 from __future__ import annotations
@@ -57,6 +55,7 @@ from absl import logging
 import jax
 import numpy as np
 
+from arsm_jax import parallel
 from arsm_jax import writers
 from arsm_jax.checkpoints import CHECKPOINT_DIR
 from arsm_jax.checkpoints import Checkpoints
@@ -212,12 +211,6 @@ def load_result(logdir: str) -> Optional[dict[str, Any]]:
 # The lifecycle.
 
 
-def _barrier(name: str) -> None:
-  if jax.process_count() > 1:
-    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
-    multihost_utils.sync_global_devices(name)
-
-
 def _scalar(value: Any) -> float:
   return float(np.asarray(value))
 
@@ -292,6 +285,13 @@ class MetricRecord:
             t: v for t, v in zip(self.tracked, values) if not np.isnan(v)}}
 
 
+def _checkpointed(state: Any, record: MetricRecord) -> dict[str, Any]:
+  """What a checkpoint holds: the state, and the record if it has one."""
+  if not record.tracked:
+    return {"state": state}
+  return {"state": state, "record": record.tree()}
+
+
 class Run:
   """The lifecycle of one run in ``logdir`` (see the module docstring).
 
@@ -303,9 +303,8 @@ class Run:
     resumable: identity fields allowed to change on resumption.
     fresh: delete the run's files and start again (``config.fresh``).
     extra: names or glob patterns of further files the run writes.
-    lock: lock ``logdir`` while the run is open (a run that is the whole
-      workdir; runs in the subdirectories of a :func:`hold_workdir` are locked by
-      it).
+    lock: lock ``logdir`` while the run is open (a run that is a whole
+      workdir; :func:`~arsm_jax.workdirs.hold_workdir` locks the others).
     max_to_keep: how many checkpoints to keep.
     tracked: metrics kept in memory for the summary (:class:`MetricRecord`).
     minimised: tracked metrics whose lowest row is kept as well.
@@ -316,13 +315,9 @@ class Run:
                fresh: bool = False, extra: Iterable[str] = (),
                lock: bool = False, max_to_keep: int = 2,
                tracked: Iterable[str] = (), minimised: Iterable[str] = ()):
-    self.logdir = logdir
-    self.identity = dict(identity)
-    self.what = what
-    self.resumable = tuple(resumable)
-    self.fresh = fresh
-    self.extra = tuple(extra)
-    self.max_to_keep = max_to_keep
+    self.logdir, self.identity, self.what = logdir, dict(identity), what
+    self.resumable, self.extra = tuple(resumable), tuple(extra)
+    self.fresh, self.max_to_keep = fresh, max_to_keep
     self.record = MetricRecord(tracked, minimised)
     self.writes_files = jax.process_index() == 0
     self.writer = writers.NullWriter()
@@ -337,13 +332,12 @@ class Run:
       if self.writes_files:
         check_config(self.logdir, self.identity, resumable=self.resumable,
                      fresh=self.fresh, what=self.what, extra=self.extra)
-      _barrier(f"runs/{self.logdir}/checked")
+      parallel.barrier(f"runs/{self.logdir}/checked")
       self._stack = stack.pop_all()
     return self
 
   def __exit__(self, *exc) -> None:
-    # Also on an error or an interrupt: the checkpoint in flight is
-    # finished, the rows written are flushed, the lock is released.
+    # Also on an error: finishes the checkpoint in flight, flushes, unlocks.
     try:
       if self._checkpoints is not None:
         self._checkpoints.close()
@@ -383,7 +377,8 @@ class Run:
     if checkpoints:
       self._checkpoints = Checkpoints(self.logdir, self.max_to_keep,
                                       name=self.what)
-      saved, step = self._checkpoints.restore(self._saved(target))
+      saved, step = self._checkpoints.restore(
+          _checkpointed(target, self.record))
       state = saved["state"]
       if step and self.record.tracked:
         self.record.load(saved["record"])
@@ -393,7 +388,7 @@ class Run:
       writers.truncate_metrics(self.logdir, step if rows_follow_checkpoints else 0)
       save_config(self.logdir, self.identity)
       self.writer = writers.MetricWriter(self.logdir)
-    _barrier(f"runs/{self.logdir}/restored")
+    parallel.barrier(f"runs/{self.logdir}/restored")
     return state, step
 
   def write(self, step: int, scalars: Mapping[str, Any]) -> None:
@@ -413,13 +408,7 @@ class Run:
     The rows written so far reach the disk first.
     """
     self.writer.flush()
-    self._checkpoints.save(step, self._saved(state))
-
-  def _saved(self, state: Any) -> dict[str, Any]:
-    """What a checkpoint holds: the state, and the record if it has one."""
-    if not self.record.tracked:
-      return {"state": state}
-    return {"state": state, "record": self.record.tree()}
+    self._checkpoints.save(step, _checkpointed(state, self.record))
 
   def save_result(self, result: Mapping[str, Any],
                   curves: Mapping[str, Any]) -> None:
@@ -433,7 +422,7 @@ class Run:
       save_result(self.logdir, result, curves)
       shutil.rmtree(os.path.join(self.logdir, CHECKPOINT_DIR),
                     ignore_errors=True)
-    _barrier(f"runs/{self.logdir}/result")
+    parallel.barrier(f"runs/{self.logdir}/result")
 
   def write_summary(self, summary: Mapping[str, Any]) -> None:
     """Writes ``summary.json`` (process 0)."""
@@ -447,10 +436,8 @@ def read_checkpoint(logdir: str, target: Any, tracked: Iterable[str] = (),
   one. ``tracked`` and ``minimised`` are the run's (its record's shape)."""
   ckpts = Checkpoints(logdir, name=logdir)
   try:
-    record = MetricRecord(tracked, minimised)
     saved, step = ckpts.restore(
-        {"state": target, "record": record.tree()} if record.tracked
-        else {"state": target})
+        _checkpointed(target, MetricRecord(tracked, minimised)))
   finally:
     ckpts.close()
   return saved["state"], step
@@ -460,4 +447,4 @@ def write_summary(directory: str, summary: Mapping[str, Any]) -> None:
   """Writes ``directory/summary.json`` from process 0; the others wait."""
   if jax.process_index() == 0:
     writers.write_json(os.path.join(directory, SUMMARY_FILE), dict(summary))
-  _barrier(f"runs/{directory}/summary")
+  parallel.barrier(f"runs/{directory}/summary")
