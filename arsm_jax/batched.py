@@ -51,6 +51,7 @@ import dataclasses
 import math
 from typing import Any, Callable, NamedTuple, Optional
 
+from absl import logging
 import jax
 import jax.numpy as jnp
 
@@ -324,3 +325,61 @@ class BufferSizer:
     if want > (1.0 - self.min_saving) * self.num_points:
       return self.num_points
     return int(max(want, 1))
+
+
+class ProbedBuffer:
+  """The buffer of a training step, chosen from a few probe batches.
+
+  At each epoch's start (and on resumption) :meth:`update` counts the
+  distinct ARSM points of the epoch's first ``probe_batches`` batches at the
+  current parameters (the encoder's logits and the pseudo actions only, with
+  keys of their own) and gives the totals to a :class:`BufferSizer`.
+  ``buffer`` is ``None`` (the plain step) while deduplicating would save too
+  little, else the static buffer size of the step. The counts only choose
+  the size: a batch with more distinct points than the buffer runs the plain
+  evaluation, so the training numbers never depend on them. They depend
+  only on the parameters and fixed keys, so several processes choose the
+  same size.
+
+  Args:
+    encode: ``(params, raw_batch, key) -> logits [B, K, C]`` (the encoder on
+      a batch of raw data, with the data's own randomness from ``key``).
+    batch_size: B.
+    num_dims: K.
+    num_cats: C.
+    probe_batches: batches counted per update.
+    window: how many recent counts the size covers (default: five updates).
+  """
+
+  def __init__(self, encode: Callable[..., Array], batch_size: int,
+               num_dims: int, num_cats: int, probe_batches: int = 4,
+               window: Optional[int] = None):
+    self.batch_size = int(batch_size)
+    self.probe_batches = probe_batches
+    self.num_points = self.batch_size * num_points(num_dims, num_cats)
+    self.sizer = BufferSizer(self.num_points,
+                             window=window or 5 * probe_batches)
+    self.buffer: Optional[int] = None
+
+    @jax.jit
+    def count(params, raw, key):
+      k_data, k_pts = jax.random.split(key)
+      return jnp.sum(count_distinct(k_pts, encode(params, raw, k_data)))
+
+    self._count = count
+
+  def update(self, params: Any, data: Any, perm: Any, key: Array) -> bool:
+    """Counts the probe batches of ``data[perm]``; whether ``buffer`` changed."""
+    b = self.batch_size
+    for i in range(min(self.probe_batches, len(perm) // b)):
+      raw = data[perm[i * b:(i + 1) * b]]                   # [B, ...]
+      self.sizer.observe(self._count(params, raw, jax.random.fold_in(key, i)))
+    size = self.sizer.size
+    new = None if size >= self.num_points else size
+    if new == self.buffer:
+      return False
+    logging.info("batched: dedup buffer %s -> %s of %d points per batch "
+                 "(largest recent count %d)", self.buffer or "plain",
+                 new or "plain", self.num_points, self.sizer.largest)
+    self.buffer = new
+    return True

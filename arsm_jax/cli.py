@@ -432,7 +432,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 def _run(config, workdir: str, verbose: bool) -> int:
   from absl import logging  # pylint: disable=g-import-not-at-top
   from arsm_jax import parallel  # pylint: disable=g-import-not-at-top
+  from arsm_jax import checkpoints  # pylint: disable=g-import-not-at-top
   from arsm_jax import runs  # pylint: disable=g-import-not-at-top
+  from arsm_jax import workdirs  # pylint: disable=g-import-not-at-top
   from arsm_jax import tasks  # pylint: disable=g-import-not-at-top
   quiet_backend_probe()
   try:
@@ -450,8 +452,8 @@ def _run(config, workdir: str, verbose: bool) -> int:
   except runs.ConfigMismatchError as e:
     # A rerun under a changed config: the message names the fields.
     return _fail(str(e), EXIT_CONFIG_ERROR, verbose)
-  except (tasks.MissingExtraError, runs.WorkdirError,
-          runs.CheckpointError) as e:
+  except (tasks.MissingExtraError, workdirs.WorkdirError,
+          checkpoints.CheckpointError) as e:
     # A missing extra, a workdir that is not the run's or is in use, no
     # restorable checkpoint: one line, not a traceback.
     return _fail(str(e), 1, verbose)

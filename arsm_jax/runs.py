@@ -1,88 +1,77 @@
 """The run lifecycle shared by every experiment (toy, VAE, RL).
 
-A *run* lives in a log directory and is identified by its config: the whole
-config minus a declared set of fields that may change when a run resumes
-(``num_epochs``, where files are cached, how often to checkpoint, ...). This
-module gives each task the same five pieces:
+Every task runs through :class:`Run`, which does the same steps in one
+order::
 
-* **Identity.** :func:`check_config` compares the config a directory was
-  made with (its ``config.json``) against the current one. A difference is a
-  ``ValueError`` naming each differing field with its saved and its new
-  value. The one way to start over is ``config.fresh = True``
-  (``--config.fresh=True``): :func:`check_config` then deletes the files a
-  run writes (:func:`run_files`) and the run starts from scratch.
-  :func:`save_config` writes the current config once the checks pass.
-* **Ownership.** A run deletes only what a run wrote. A directory without a
-  ``config.json`` that holds anything a run does not write (a user's notes,
-  another experiment's run) is refused with one line naming what is there;
-  :func:`check_workdir` does the same for the top of a workdir whose runs
-  live in subdirectories (toy, RL).
-* **One run at a time.** :func:`lock_workdir` takes an exclusive lock on the
-  workdir (``flock`` on ``.arsm_jax.lock``), so the same command started
-  twice refuses the second in one line. The kernel releases the lock when
-  its process dies, so a killed run's lock is taken over by the next one.
-  The processes of one multi-process run are one run: process 0 locks.
-* **Checkpoints.** :class:`Checkpoints` saves and restores a pytree with
-  orbax (NumPy and Python scalars are stored as 0-d arrays, which orbax can
-  restore). On restore a checkpoint that cannot be read is reported in one
-  log line naming it and the next older one is tried; once an older one
-  restores, the unreadable newer ones are moved aside
-  (``<dir>/damaged_checkpoints/<step>``). When *no* checkpoint restores, the
-  cause is more likely a bug or a changed program than damage: the run stops
-  with :class:`CheckpointError` naming the first failure, and moves nothing.
-* **Metric sinks.** :func:`truncate_metrics` cuts ``metrics.jsonl`` and every
-  TensorBoard event file of a directory back to the restored step, so a
-  resumed run logs each step once. :class:`~arsm_jax.writers.MetricWriter`
-  flushes ``metrics.jsonl`` at every row, and tasks call
-  :meth:`~arsm_jax.writers.MetricWriter.flush` before each checkpoint, so
-  every row up to a checkpoint's step is on disk when the checkpoint is.
-* **Finished results.** :func:`save_result` / :func:`load_result`:
-  ``result.json`` plus ``curves.npz`` of a finished run.
-* **Atomic files.** Configs, results, curves and summaries go through
-  :func:`arsm_jax.writers.write_json` / :func:`~arsm_jax.writers.write_npz`:
-  written to a temporary file in the same directory, then renamed, so a kill
-  at any moment leaves the old file or the new one, never half of one.
+    with runs.Run(logdir, identity, what="vae run", lock=True) as run:
+      state, step = run.restore_or_initialize(init_state)   # resumes
+      for ...:
+        run.write(step, scalars)                            # metrics
+        run.checkpoint(step, state)                         # periodically
+      run.write_summary(summary)                            # at the end
+
+1. **One run at a time** (``lock=True``, or
+   :func:`~arsm_jax.workdirs.hold_workdir` for tasks whose runs live in
+   subdirectories): :func:`~arsm_jax.workdirs.lock_workdir`.
+2. **Identity.** The directory's ``config.json`` must equal the current
+   identity (the config minus the fields that may change on resumption);
+   a difference is a :class:`ConfigMismatchError` naming each field. The
+   one way to start over is ``config.fresh``, which deletes the files a run
+   writes (:func:`~arsm_jax.workdirs.run_files`) and nothing else: a
+   directory without a ``config.json`` holding files no run writes is
+   refused (:class:`~arsm_jax.workdirs.WorkdirError`).
+3. **Restore or initialise** from the newest readable checkpoint
+   (:class:`~arsm_jax.checkpoints.Checkpoints`: damaged ones are reported
+   and skipped).
+4. **Metric truncation** (:func:`~arsm_jax.writers.truncate_metrics`):
+   ``metrics.jsonl`` and every TensorBoard event file are cut back to the
+   restored step, so a resumed run logs each step once.
+5. **Writers** (:class:`~arsm_jax.writers.MetricWriter`): ``metrics.jsonl``
+   and TensorBoard. Every row also updates a :class:`MetricRecord` kept in
+   memory and saved in each checkpoint, from which the summary is built.
+6. **Periodic checkpoints** (:meth:`Run.checkpoint`), the rows up to them
+   flushed first.
+7. **The end**: :meth:`Run.write_summary` (``summary.json``) or
+   :meth:`Run.save_result` (``result.json`` + ``curves.npz``, for the runs
+   of a workdir, which are loaded instead of rerun).
+
+Several processes (``jax.process_count() > 1``) are one run: only process 0
+locks, checks, deletes and writes files (rows, events, configs, summaries);
+every process takes part in the checkpoint saves and restores, which orbax
+does collectively. Arrays that live on one process only (host-local jax
+arrays, NumPy) are saved as NumPy, which orbax writes from process 0. Files
+are written atomically (:func:`arsm_jax.writers.write_json`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import fnmatch
 import json
-import logging as std_logging
 import os
 import shutil
-import struct
-from typing import Any, Iterable, Iterator, Mapping, Optional
+from typing import Any, Callable, Iterable, Mapping, Optional
 
 from absl import logging
 import jax
 import numpy as np
 
+from arsm_jax import parallel
 from arsm_jax import writers
+from arsm_jax.checkpoints import CHECKPOINT_DIR
+from arsm_jax.checkpoints import Checkpoints
+from arsm_jax.workdirs import CONFIG_FILE
+from arsm_jax.workdirs import CURVES_FILE
+from arsm_jax.workdirs import foreign_files
+from arsm_jax.workdirs import lock_workdir
+from arsm_jax.workdirs import refuse_foreign
+from arsm_jax.workdirs import remove_run_files
+from arsm_jax.workdirs import RESULT_FILE
+from arsm_jax.workdirs import run_files
+from arsm_jax.workdirs import SUMMARY_FILE
+from arsm_jax.workdirs import WorkdirError
 
-CONFIG_FILE = "config.json"
-RESULT_FILE = "result.json"
-CURVES_FILE = "curves.npz"
-CHECKPOINT_DIR = "checkpoints"
-DAMAGED_DIR = "damaged_checkpoints"
-SUMMARY_FILE = "summary.json"
-LOCK_FILE = ".arsm_jax.lock"
 # Fields of every task that never change what a run computes.
 ALWAYS_RESUMABLE = ("fresh", "plot")
-# What a run writes in its directory (names, or glob patterns): the only
-# entries a run ever deletes. Tasks add their own (figures, subdirectories).
-RUN_FILES = (CONFIG_FILE, RESULT_FILE, CURVES_FILE, CHECKPOINT_DIR,
-             DAMAGED_DIR, SUMMARY_FILE, LOCK_FILE, "metrics.jsonl",
-             "events.out.tfevents.*", ".tmp-*")
-
-
-class CheckpointError(RuntimeError):
-  """No checkpoint of a run can be restored (see :meth:`Checkpoints.restore`)."""
-
-
-class WorkdirError(ValueError):
-  """A workdir holds what a run did not write, or another run is using it."""
 
 
 class ConfigMismatchError(ValueError):
@@ -120,107 +109,8 @@ def differences(saved: Mapping[str, Any],
           if saved.get(k, missing) != current.get(k, missing)]
 
 
-def _is_run_file(name: str, extra: Iterable[str]) -> bool:
-  return any(fnmatch.fnmatchcase(name, pattern)
-             for pattern in (*RUN_FILES, *extra))
-
-
-def run_files(logdir: str, extra: Iterable[str] = ()) -> list[str]:
-  """The entries of ``logdir`` that a run writes (:data:`RUN_FILES`, ``extra``)."""
-  if not os.path.isdir(logdir):
-    return []
-  extra = tuple(extra)
-  return sorted(e for e in os.listdir(logdir) if _is_run_file(e, extra))
-
-
-def foreign_files(logdir: str, extra: Iterable[str] = ()) -> list[str]:
-  """The entries of ``logdir`` that no run writes: never deleted."""
-  if not os.path.isdir(logdir):
-    return []
-  extra = tuple(extra)
-  return sorted(e for e in os.listdir(logdir) if not _is_run_file(e, extra))
-
-
-def remove_run_files(logdir: str, extra: Iterable[str] = ()) -> None:
-  """Deletes what a run wrote in ``logdir`` (:func:`run_files`), nothing else.
-
-  The lock file stays: the run that calls this holds it.
-  """
-  for entry in run_files(logdir, extra):
-    if entry == LOCK_FILE:
-      continue
-    path = os.path.join(logdir, entry)
-    if os.path.isdir(path) and not os.path.islink(path):
-      shutil.rmtree(path)
-    else:
-      os.remove(path)
-
-
-def _refuse_foreign(logdir: str, foreign: list[str], what: str) -> None:
-  shown = ", ".join(foreign[:4]) + (f" and {len(foreign) - 4} more"
-                                    if len(foreign) > 4 else "")
-  raise WorkdirError(
-      f"{logdir} holds files that a {what} did not write ({shown}); a run "
-      "only deletes its own files, so it will not start there. Use a new or "
-      "empty workdir (or move those files away).")
-
-
-def check_workdir(workdir: str, extra: Iterable[str] = (),
-                  what: str = "run") -> None:
-  """Refuses a workdir holding entries a run of this task does not write.
-
-  For tasks whose runs live in subdirectories (one per estimator or learner,
-  named in ``extra`` along with the task's figures): the top of the workdir
-  must hold only those and :data:`RUN_FILES`.
-
-  Raises:
-    WorkdirError: naming up to four foreign entries.
-  """
-  foreign = foreign_files(workdir, extra)
-  if foreign:
-    _refuse_foreign(workdir, foreign, what)
-
-
-@contextlib.contextmanager
-def lock_workdir(workdir: str, what: str = "run") -> Iterator[None]:
-  """Holds an exclusive lock on ``workdir`` for the duration of a run.
-
-  Only process 0 of a multi-process run locks (its processes are one run).
-  The lock is an ``flock`` on ``workdir/.arsm_jax.lock``, removed when the
-  run ends. The kernel drops the lock when the holding process dies, so the
-  file a killed run leaves behind is no obstacle: the next run takes it.
-
-  Raises:
-    WorkdirError: another run holds the lock (its pid is named).
-  """
-  if jax.process_index() != 0:
-    yield
-    return
-  import fcntl  # pylint: disable=g-import-not-at-top
-  os.makedirs(workdir, exist_ok=True)
-  path = os.path.join(workdir, LOCK_FILE)
-  fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-  try:
-    try:
-      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-      holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
-      raise WorkdirError(
-          f"{workdir} is in use by another {what} (pid {holder}); wait for "
-          "it to finish or use another workdir.") from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    try:
-      yield
-    finally:
-      os.remove(path)     # still held: no other run can be between
-  finally:
-    os.close(fd)          # also releases the lock
-
-
 def check_config(logdir: str, current: Mapping[str, Any], *,
                  resumable: Iterable[str] = (), fresh: bool = False,
-                 added_fields: Optional[Mapping[str, Any]] = None,
                  what: str = "run", extra: Iterable[str] = ()) -> None:
   """Refuses to mix configs in ``logdir``; with ``fresh`` starts it again.
 
@@ -234,9 +124,6 @@ def check_config(logdir: str, current: Mapping[str, Any], *,
     current: the current config as JSON values (:func:`config_json`).
     resumable: fields allowed to differ from the saved config.
     fresh: delete the run files ``logdir`` holds instead of checking.
-    added_fields: fields added to the config after runs were saved, with the
-      value that reproduces what those runs did: a saved config without such
-      a field is read as having this value.
     what: the run's name in the error message.
     extra: names or glob patterns of further files the task writes.
 
@@ -253,7 +140,7 @@ def check_config(logdir: str, current: Mapping[str, Any], *,
   if not os.path.exists(path):
     foreign = foreign_files(logdir, extra)
     if foreign:
-      _refuse_foreign(logdir, foreign, what)
+      refuse_foreign(logdir, foreign, what)
   if fresh:
     if run_files(logdir, extra):
       logging.info("%s: config.fresh is set; deleting the run files in %s.",
@@ -273,7 +160,6 @@ def check_config(logdir: str, current: Mapping[str, Any], *,
     remove_run_files(logdir, extra)
     return
   saved = writers.read_json(path, f"config of the {what}")
-  saved = {**(added_fields or {}), **saved}
   kind = saved.get("experiment")
   if kind and current.get("experiment") not in (None, kind):
     raise WorkdirError(
@@ -322,239 +208,243 @@ def load_result(logdir: str) -> Optional[dict[str, Any]]:
 
 
 # ----------------------------------------------------------------------------
-# Metric sinks.
+# The lifecycle.
 
 
-def read_rows(logdir: str) -> list[dict[str, Any]]:
-  """The rows of ``logdir/metrics.jsonl`` (a torn last line is skipped)."""
-  path = os.path.join(logdir, writers.METRICS_FILE)
-  if not os.path.exists(path):
-    return []
-  rows = []
-  with open(path) as fh:
-    for line in fh:
-      try:
-        rows.append(json.loads(line))
-      except json.JSONDecodeError:
-        if line.endswith("\n"):
-          raise
-  return rows
+def _scalar(value: Any) -> float:
+  return float(np.asarray(value))
 
 
-def _truncate_jsonl(path: str, step: int) -> None:
-  if not os.path.exists(path):
-    return
-  with open(path) as fh:
-    lines = fh.readlines()
-  keep = []
-  for line in lines:
-    try:
-      row = json.loads(line)
-    except json.JSONDecodeError:
-      continue                       # a row torn by a kill
-    if row["step"] <= step:
-      keep.append(line if line.endswith("\n") else line + "\n")
-  if keep != lines:
-    writers.atomic_write(path, lambda fh: fh.writelines(keep), "w")
+class MetricRecord:
+  """What a run's summary needs of its metrics, kept in memory.
 
-
-def event_records(path: str) -> list[tuple[bytes, bytes]]:
-  """``(framed record, event bytes)`` of a TFRecord file, in order.
-
-  A TFRecord is ``uint64 length, uint32 crc, data, uint32 crc``; a record
-  torn at the end of the file (a killed writer) is left out.
-  """
-  with open(path, "rb") as fh:
-    blob = fh.read()
-  out, pos = [], 0
-  while pos + 12 <= len(blob):
-    (length,) = struct.unpack("<Q", blob[pos:pos + 8])
-    end = pos + 12 + length + 4
-    if end > len(blob):
-      break
-    out.append((blob[pos:end], blob[pos + 12:pos + 12 + length]))
-    pos = end
-  return out
-
-
-def _event_step(data: bytes) -> int:
-  from tensorboardX.proto import event_pb2  # pylint: disable=g-import-not-at-top
-  event = event_pb2.Event()
-  event.ParseFromString(data)
-  return int(event.step)
-
-
-def event_scalars(logdir: str) -> list[tuple[str, int, float]]:
-  """``(tag, step, value)`` of every scalar in ``logdir``'s event files."""
-  from tensorboardX.proto import event_pb2  # pylint: disable=g-import-not-at-top
-  out = []
-  for name in sorted(os.listdir(logdir)):
-    if not name.startswith("events.out.tfevents"):
-      continue
-    for _, data in event_records(os.path.join(logdir, name)):
-      event = event_pb2.Event()
-      event.ParseFromString(data)
-      for value in event.summary.value:
-        out.append((value.tag, int(event.step), float(value.simple_value)))
-  return out
-
-
-def _truncate_events(path: str, step: int) -> None:
-  records = event_records(path)
-  keep = [framed for framed, data in records if _event_step(data) <= step]
-  if len(keep) == len(records) and sum(map(len, keep)) == os.path.getsize(
-      path):
-    return
-  writers.write_bytes(path, b"".join(keep))
-
-
-def truncate_metrics(logdir: str, step: int) -> None:
-  """Drops every metric logged after ``step`` (jsonl and TensorBoard).
-
-  ``step`` is the step of the restored checkpoint; 0 (nothing restored: the
-  run starts from scratch) drops every row, those of step 0 included.
-  """
-  if step <= 0:
-    step = -1
-  _truncate_jsonl(os.path.join(logdir, writers.METRICS_FILE), step)
-  if os.path.isdir(logdir):
-    for name in os.listdir(logdir):
-      if name.startswith("events.out.tfevents"):
-        _truncate_events(os.path.join(logdir, name), step)
-
-
-# ----------------------------------------------------------------------------
-# Checkpoints.
-
-
-class QuietOrbax(std_logging.Filter):
-  """Drops orbax's per-save INFO lines (dozens per checkpoint)."""
-
-  def filter(self, record):
-    return record.levelno >= std_logging.WARNING or (
-        f"{os.sep}orbax{os.sep}" not in record.pathname)
-
-
-def quiet_orbax() -> None:
-  """Installs :class:`QuietOrbax` on absl's logger (once)."""
-  logger = std_logging.getLogger("absl")
-  if not any(isinstance(f, QuietOrbax) for f in logger.filters):
-    logger.addFilter(QuietOrbax())
-
-
-def _as_arrays(tree: Any) -> Any:
-  """NumPy and Python scalars as 0-d arrays: orbax saves a ``np.float32``
-  but cannot restore into one, so every checkpointed scalar is an array."""
-
-  def leaf(x):
-    if isinstance(x, (np.generic, bool, int, float)):
-      return np.asarray(x)
-    return x
-
-  return jax.tree_util.tree_map(leaf, tree)
-
-
-def _short(error: BaseException) -> str:
-  text = " ".join(str(error).split())
-  if len(text) > 160:
-    text = text[:157] + "..."
-  return f"{type(error).__name__}: {text}"
-
-
-class Checkpoints:
-  """Orbax checkpoints of one pytree in ``<logdir>/checkpoints``.
+  For each tracked metric, its last value and step; for each minimised one,
+  also the row (tracked values written with it) where it was lowest first.
+  :meth:`tree` and :meth:`load` turn it into NumPy arrays of a fixed shape
+  and back, so it is saved in every checkpoint and a resumed run's summary
+  covers the steps before the resumption too.
 
   Args:
-    logdir: the run's directory.
-    max_to_keep: how many checkpoints to keep (older ones are deleted).
-    name: the run's name in log lines.
+    tracked: metric names to keep.
+    minimised: tracked names whose lowest row is kept as well.
   """
 
-  def __init__(self, logdir: str, max_to_keep: int = 2, name: str = "run"):
-    quiet_orbax()
-    self.directory = os.path.join(os.path.abspath(logdir), CHECKPOINT_DIR)
-    self.max_to_keep = max_to_keep
-    self.name = name
-    self._manager = self._make_manager()
+  def __init__(self, tracked: Iterable[str] = (),
+               minimised: Iterable[str] = ()):
+    self.tracked = tuple(tracked)
+    self.minimised = tuple(minimised)
+    unknown = sorted(set(self.minimised) - set(self.tracked))
+    if unknown:
+      raise ValueError(f"MetricRecord: minimised metrics {unknown} are not "
+                       f"tracked ({', '.join(self.tracked)}).")
+    self._last: dict[str, tuple[int, float]] = {}
+    self._best: dict[str, dict[str, float]] = {}
 
-  def _make_manager(self):
-    import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
-    return ocp.CheckpointManager(
-        self.directory,
-        options=ocp.CheckpointManagerOptions(max_to_keep=self.max_to_keep,
-                                             create=True))
+  def observe(self, step: int, scalars: Mapping[str, Any]) -> None:
+    """Takes the tracked values of one row written at ``step``."""
+    row = {k: _scalar(v) for k, v in scalars.items() if k in self.tracked}
+    for name, value in row.items():
+      self._last[name] = (int(step), value)
+    for name in self.minimised:
+      if name in row and (name not in self._best
+                          or row[name] < self._best[name][name]):
+        self._best[name] = {"step": int(step), **row}
 
-  def save(self, step: int, state: Any) -> None:
-    import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
-    self._manager.save(int(step),
-                       args=ocp.args.StandardSave(_as_arrays(state)))
+  def last(self, name: str) -> Optional[float]:
+    """The last value written of ``name`` (``None`` if never)."""
+    return self._last[name][1] if name in self._last else None
 
-  def restore(self, target: Any) -> tuple[Any, int]:
-    """The newest readable checkpoint shaped like ``target``, and its step.
+  def best_row(self, name: str) -> dict[str, float]:
+    """The first row where minimised ``name`` was lowest (``{}`` if none)."""
+    return dict(self._best.get(name, {}))
 
-    Returns ``(target, 0)`` when there is no checkpoint. Each unreadable
-    checkpoint is reported in one warning naming it; once an older one
-    restores, the unreadable ones are moved to
-    ``<logdir>/damaged_checkpoints/<step>``.
+  def tree(self) -> dict[str, np.ndarray]:
+    """The record as float64 arrays (NaN: never written)."""
+    out = {}
+    for name in self.tracked:
+      step, value = self._last.get(name, (-1, np.nan))
+      out[f"last/{name}"] = np.array([step, value], np.float64)
+    for name in self.minimised:
+      row = self._best.get(name, {})
+      out[f"best/{name}"] = np.array(
+          [row.get("step", -1)] + [row.get(t, np.nan) for t in self.tracked],
+          np.float64)
+    return out
 
-    Raises:
-      CheckpointError: there are checkpoints and none restores (a bug or a
-        changed program is likelier than damage to all of them): names the
-        newest one's failure and how to start over. Nothing is moved.
+  def load(self, tree: Mapping[str, Any]) -> None:
+    """Replaces the record by a :meth:`tree` (of a restored checkpoint)."""
+    self._last, self._best = {}, {}
+    for name in self.tracked:
+      step, value = np.asarray(tree[f"last/{name}"]).tolist()
+      if step >= 0:
+        self._last[name] = (int(step), value)
+    for name in self.minimised:
+      step, *values = np.asarray(tree[f"best/{name}"]).tolist()
+      if step >= 0:
+        self._best[name] = {"step": int(step), **{
+            t: v for t, v in zip(self.tracked, values) if not np.isnan(v)}}
+
+
+def _checkpointed(state: Any, record: MetricRecord) -> dict[str, Any]:
+  """What a checkpoint holds: the state, and the record if it has one."""
+  if not record.tracked:
+    return {"state": state}
+  return {"state": state, "record": record.tree()}
+
+
+class Run:
+  """The lifecycle of one run in ``logdir`` (see the module docstring).
+
+  Args:
+    logdir: the run's directory (created if missing).
+    identity: what identifies the run, as JSON values (:func:`config_json`);
+      saved as ``config.json``.
+    what: the run's name in messages ("vae run", "toy run of arsm").
+    resumable: identity fields allowed to change on resumption.
+    fresh: delete the run's files and start again (``config.fresh``).
+    extra: names or glob patterns of further files the run writes.
+    lock: lock ``logdir`` while the run is open (a run that is a whole
+      workdir; :func:`~arsm_jax.workdirs.hold_workdir` locks the others).
+    max_to_keep: how many checkpoints to keep.
+    tracked: metrics kept in memory for the summary (:class:`MetricRecord`).
+    minimised: tracked metrics whose lowest row is kept as well.
+  """
+
+  def __init__(self, logdir: str, identity: Mapping[str, Any], *,
+               what: str = "run", resumable: Iterable[str] = (),
+               fresh: bool = False, extra: Iterable[str] = (),
+               lock: bool = False, max_to_keep: int = 2,
+               tracked: Iterable[str] = (), minimised: Iterable[str] = ()):
+    self.logdir, self.identity, self.what = logdir, dict(identity), what
+    self.resumable, self.extra = tuple(resumable), tuple(extra)
+    self.fresh, self.max_to_keep = fresh, max_to_keep
+    self.record = MetricRecord(tracked, minimised)
+    self.writes_files = jax.process_index() == 0
+    self.writer = writers.NullWriter()
+    self._lock = lock
+    self._checkpoints: Optional[Checkpoints] = None
+    self._stack = contextlib.ExitStack()
+
+  def __enter__(self) -> "Run":
+    with contextlib.ExitStack() as stack:
+      if self._lock:
+        stack.enter_context(lock_workdir(self.logdir, self.what))
+      if self.writes_files:
+        check_config(self.logdir, self.identity, resumable=self.resumable,
+                     fresh=self.fresh, what=self.what, extra=self.extra)
+      parallel.barrier(f"runs/{self.logdir}/checked")
+      self._stack = stack.pop_all()
+    return self
+
+  def __exit__(self, *exc) -> None:
+    # Also on an error: finishes the checkpoint in flight, flushes, unlocks.
+    try:
+      if self._checkpoints is not None:
+        self._checkpoints.close()
+      self.writer.close()
+    finally:
+      self._stack.close()
+
+  def finished_result(self) -> Optional[dict[str, Any]]:
+    """The saved result of a run that finished (:meth:`save_result`)."""
+    return load_result(self.logdir)
+
+  def restore_or_initialize(
+      self, target: Any, *, checkpoints: bool = True,
+      rows_follow_checkpoints: bool = True,
+      check_restored: Optional[Callable[[int], None]] = None
+  ) -> tuple[Any, int]:
+    """Restores the newest readable checkpoint, else starts from ``target``.
+
+    Then cuts the metrics back to the restored step, saves the identity and
+    opens the writers.
+
+    Args:
+      target: the initial state; a checkpoint must have its structure.
+      checkpoints: the run saves checkpoints (False: it always starts from
+        ``target``).
+      rows_follow_checkpoints: the metric rows are written as the run goes,
+        up to each checkpoint's step; False (rows written only at the end):
+        every row is dropped on resumption.
+      check_restored: called with the restored step before anything is
+        changed on disk; raises to refuse the run (e.g. one that went
+        further than the config asks).
+
+    Returns:
+      ``(state, step)``: step 0 when nothing was restored.
     """
-    import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
-    abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct,
-                                      _as_arrays(target))
-    failures = []                                # (path, short error)
-    for step in sorted(self._manager.all_steps(), reverse=True):
-      path = os.path.join(self.directory, str(step))
-      try:
-        state = self._manager.restore(
-            step, args=ocp.args.StandardRestore(abstract))
-      except Exception as e:  # pylint: disable=broad-except
-        logging.warning("%s: checkpoint %s cannot be read (%s); trying an "
-                        "older one.", self.name, path, _short(e))
-        failures.append((path, _short(e)))
-        continue
-      if failures:
-        self._move_aside([p for p, _ in failures])
-      logging.info("%s: resumed from the checkpoint at step %d.", self.name,
-                   step)
-      return state, step
-    if failures:
-      path, error = failures[0]
-      raise CheckpointError(
-          f"{self.name}: none of the {len(failures)} checkpoints in "
-          f"{self.directory} can be restored; the newest, {path}, fails with "
-          f"{error}. If the code or the config's shapes changed since they "
-          "were written, run the version that wrote them; to start over, "
-          "set config.fresh=True (deletes this run's files only) or use a "
-          "new workdir.")
-    return target, 0
+    state, step = target, 0
+    if checkpoints:
+      self._checkpoints = Checkpoints(self.logdir, self.max_to_keep,
+                                      name=self.what)
+      saved, step = self._checkpoints.restore(
+          _checkpointed(target, self.record))
+      state = saved["state"]
+      if step and self.record.tracked:
+        self.record.load(saved["record"])
+    if check_restored is not None:
+      check_restored(step)
+    if self.writes_files:
+      writers.truncate_metrics(self.logdir, step if rows_follow_checkpoints else 0)
+      save_config(self.logdir, self.identity)
+      self.writer = writers.MetricWriter(self.logdir)
+    parallel.barrier(f"runs/{self.logdir}/restored")
+    return state, step
 
-  def _move_aside(self, paths: list[str]) -> None:
-    """Moves unreadable checkpoints to ``damaged_checkpoints/``."""
-    if jax.process_index() == 0:      # several processes: one moves them
-      for path in paths:
-        aside = os.path.join(os.path.dirname(self.directory), DAMAGED_DIR,
-                             os.path.basename(path))
-        if os.path.exists(aside):
-          shutil.rmtree(aside)
-        os.makedirs(os.path.dirname(aside), exist_ok=True)
-        shutil.move(path, aside)
-    if jax.process_count() > 1:
-      from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
-      multihost_utils.sync_global_devices("runs/damaged_checkpoints")
-    self._manager.close()
-    self._manager = self._make_manager()
+  def write(self, step: int, scalars: Mapping[str, Any]) -> None:
+    """Writes one row (process 0) and records it (every process)."""
+    self.writer.write_scalars(step, scalars)
+    self.record.observe(step, scalars)
 
-  def close(self) -> None:
-    self._manager.wait_until_finished()
-    self._manager.close()
+  def write_many(self, steps, columns: Mapping[str, Any]) -> None:
+    """Writes a row per step: ``columns[name][i]`` at ``steps[i]``."""
+    arrays = {k: np.asarray(v) for k, v in columns.items()}
+    for i, step in enumerate(np.asarray(steps)):
+      self.write(int(step), {k: a[i] for k, a in arrays.items()})
 
-  def delete_all(self) -> None:
-    """Removes the checkpoint directory (a finished run needs none).
+  def checkpoint(self, step: int, state: Any) -> None:
+    """Saves ``state`` and the metric record at ``step`` (every process).
 
-    Call :meth:`close` first.
+    The rows written so far reach the disk first.
     """
-    shutil.rmtree(self.directory, ignore_errors=True)
+    self.writer.flush()
+    self._checkpoints.save(step, _checkpointed(state, self.record))
+
+  def save_result(self, result: Mapping[str, Any],
+                  curves: Mapping[str, Any]) -> None:
+    """Marks the run finished: ``result.json`` and ``curves.npz`` (process
+    0); its checkpoints are deleted (a finished run needs none)."""
+    self.writer.flush()
+    if self._checkpoints is not None:
+      self._checkpoints.close()
+      self._checkpoints = None
+    if self.writes_files:
+      save_result(self.logdir, result, curves)
+      shutil.rmtree(os.path.join(self.logdir, CHECKPOINT_DIR),
+                    ignore_errors=True)
+    parallel.barrier(f"runs/{self.logdir}/result")
+
+  def write_summary(self, summary: Mapping[str, Any]) -> None:
+    """Writes ``summary.json`` (process 0)."""
+    write_summary(self.logdir, summary)
+
+
+def read_checkpoint(logdir: str, target: Any, tracked: Iterable[str] = (),
+                    minimised: Iterable[str] = ()) -> tuple[Any, int]:
+  """The state of the newest readable checkpoint a :class:`Run` saved in
+  ``logdir`` (for analyses of a run), and its step; ``(target, 0)`` without
+  one. ``tracked`` and ``minimised`` are the run's (its record's shape)."""
+  ckpts = Checkpoints(logdir, name=logdir)
+  try:
+    saved, step = ckpts.restore(
+        _checkpointed(target, MetricRecord(tracked, minimised)))
+  finally:
+    ckpts.close()
+  return saved["state"], step
+
+
+def write_summary(directory: str, summary: Mapping[str, Any]) -> None:
+  """Writes ``directory/summary.json`` from process 0; the others wait."""
+  if jax.process_index() == 0:
+    writers.write_json(os.path.join(directory, SUMMARY_FILE), dict(summary))
+  parallel.barrier(f"runs/{directory}/summary")

@@ -10,8 +10,9 @@ them in two places under the workdir:
 
 ``metrics.jsonl`` is flushed at every row; call :meth:`MetricWriter.flush`
 before saving a checkpoint so the TensorBoard events are on disk too.
-:mod:`arsm_jax.runs` cuts both back to a restored step on resume. The atomic
-file writers (:func:`write_json`, :func:`write_npz`) live here as well.
+:func:`truncate_metrics` cuts both back to a restored step, so a resumed
+run (:class:`arsm_jax.runs.Run`) logs each step once. The atomic file
+writers (:func:`write_json`, :func:`write_npz`) live here as well.
 
 :class:`ProgressReporter` logs a smoothed rate and the time left for long
 loops.
@@ -23,6 +24,7 @@ import io
 import json
 import math
 import os
+import struct
 import tempfile
 import time
 from typing import Any, Callable, Mapping, Optional
@@ -228,6 +230,19 @@ class ProgressReporter:
     return msg
 
 
+class PeriodicAction:
+  """Calls ``action(step)`` after every ``every`` steps (0: never), and after
+  ``last_step`` when given (clu's ``periodic_actions`` in small)."""
+
+  def __init__(self, every: int, action: Callable[[int], None],
+               last_step: Optional[int] = None):
+    self.every, self.action, self.last_step = every, action, last_step
+
+  def __call__(self, step: int) -> None:
+    if (self.every and step % self.every == 0) or step == self.last_step:
+      self.action(step)
+
+
 def _format(v: Any) -> str:
   if isinstance(v, str):
     return v
@@ -322,3 +337,110 @@ def json_default(obj):
   if isinstance(obj, tuple):
     return list(obj)
   raise TypeError(f"Not JSON serialisable: {type(obj).__name__}")
+
+
+# ----------------------------------------------------------------------------
+# Metric files cut back to a step (a resumed run logs each step once).
+
+
+def read_rows(logdir: str) -> list[dict[str, Any]]:
+  """The rows of ``logdir/metrics.jsonl`` (a torn last line is skipped)."""
+  path = os.path.join(logdir, METRICS_FILE)
+  if not os.path.exists(path):
+    return []
+  rows = []
+  with open(path) as fh:
+    for line in fh:
+      try:
+        rows.append(json.loads(line))
+      except json.JSONDecodeError:
+        if line.endswith("\n"):
+          raise
+  return rows
+
+
+def _truncate_jsonl(path: str, step: int) -> None:
+  if not os.path.exists(path):
+    return
+  with open(path) as fh:
+    lines = fh.readlines()
+  keep = []
+  for line in lines:
+    try:
+      row = json.loads(line)
+    except json.JSONDecodeError:
+      continue                       # a row torn by a kill
+    if row["step"] <= step:
+      keep.append(line if line.endswith("\n") else line + "\n")
+  if keep != lines:
+    atomic_write(path, lambda fh: fh.writelines(keep), "w")
+
+
+def event_records(path: str) -> list[tuple[bytes, bytes]]:
+  """``(framed record, event bytes)`` of a TFRecord file, in order.
+
+  A TFRecord is ``uint64 length, uint32 crc, data, uint32 crc``; a record
+  torn at the end of the file (a killed writer) is left out.
+  """
+  with open(path, "rb") as fh:
+    blob = fh.read()
+  out, pos = [], 0
+  while pos + 12 <= len(blob):
+    (length,) = struct.unpack("<Q", blob[pos:pos + 8])
+    end = pos + 12 + length + 4
+    if end > len(blob):
+      break
+    out.append((blob[pos:end], blob[pos + 12:pos + 12 + length]))
+    pos = end
+  return out
+
+
+def _event_step(data: bytes) -> int:
+  from tensorboardX.proto import event_pb2  # pylint: disable=g-import-not-at-top
+  event = event_pb2.Event()
+  event.ParseFromString(data)
+  return int(event.step)
+
+
+def event_scalars(logdir: str) -> list[tuple[str, int, float]]:
+  """``(tag, step, value)`` of every scalar in ``logdir``'s event files."""
+  from tensorboardX.proto import event_pb2  # pylint: disable=g-import-not-at-top
+  out = []
+  for name in sorted(os.listdir(logdir)):
+    if not name.startswith("events.out.tfevents"):
+      continue
+    for _, data in event_records(os.path.join(logdir, name)):
+      event = event_pb2.Event()
+      event.ParseFromString(data)
+      for value in event.summary.value:
+        out.append((value.tag, int(event.step), float(value.simple_value)))
+  return out
+
+
+def _truncate_events(path: str, step: int) -> None:
+  records = event_records(path)
+  keep = [framed for framed, data in records if _event_step(data) <= step]
+  if len(keep) == len(records) and sum(map(len, keep)) == os.path.getsize(
+      path):
+    return
+  write_bytes(path, b"".join(keep))
+
+
+def truncate_metrics(logdir: str, step: int) -> None:
+  """Drops every metric logged after ``step`` (jsonl and TensorBoard).
+
+  ``step`` is the step of the restored checkpoint; 0 (nothing restored: the
+  run starts from scratch) deletes the metric files.
+  """
+  if not os.path.isdir(logdir):
+    return
+  names = [n for n in os.listdir(logdir)
+           if n == METRICS_FILE or n.startswith("events.out.tfevents")]
+  for name in names:
+    path = os.path.join(logdir, name)
+    if step <= 0:
+      os.remove(path)
+    elif name == METRICS_FILE:
+      _truncate_jsonl(path, step)
+    else:
+      _truncate_events(path, step)

@@ -22,9 +22,9 @@ import numpy as np
 
 from arsm_jax import data as data_lib
 from arsm_jax import estimators
-from arsm_jax import runs
 from arsm_jax.estimators import swap
 from arsm_jax.tasks import vae
+from arsm_jax.tasks import vae_data
 from ml_collections import config_flags
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/vae_arsm_nonlinear",
@@ -57,11 +57,10 @@ def main(argv):
   est = vae.validate_config(config)
   model, objective, tx = vae._build(config, est)  # pylint: disable=protected-access
   fresh = vae.init_state(config, model, tx, est, jax.random.PRNGKey(0))
-  trained, step = runs.Checkpoints(_WORKDIR.value, 2, name="vae").restore(
-      fresh)
+  trained, step = vae.restore_train_state(_WORKDIR.value, fresh)
   if not step:
     raise ValueError(f"No readable checkpoint in {_WORKDIR.value}/checkpoints.")
-  images = vae.load_data(config)["train"][:_NUM.value]
+  images = vae_data.load_data(config)["train"][:_NUM.value]
   x = data_lib.binarize(jnp.asarray(images), config.binarization, None)
   max_pairs = config.num_categories * (config.num_categories - 1) // 2 + 1
   print(f"K = {config.num_latents}, C = {config.num_categories}: at most "
@@ -76,7 +75,7 @@ def main(argv):
 
   # Step time with and without max_distinct, on the trained parameters.
   idx = jnp.arange(config.batch_size)
-  train_images = jnp.asarray(vae.load_data(config)["train"])
+  train_images = jnp.asarray(vae_data.load_data(config)["train"])
   cap = int(np.percentile(counts, 90))
   for label, settings in (("all pairs", {}),
                           (f"max_distinct={cap}", {"max_distinct": cap})):
@@ -84,10 +83,10 @@ def main(argv):
     _, objective_i, _ = vae._build(config, est_i)  # pylint: disable=protected-access
     step_fn = vae.make_train_step(objective_i, tx, config.binarization,
                                   jax.random.PRNGKey(2))
-    state = jax.block_until_ready(step_fn(trained, train_images, idx))
+    state, _ = jax.block_until_ready(step_fn(trained, train_images, idx))
     t0 = time.perf_counter()
     for _ in range(5):
-      state = step_fn(state, train_images, idx)
+      state, _ = step_fn(state, train_images, idx)
     jax.block_until_ready(state)
     print(f"  train step, {label:>16}: "
           f"{1e3 * (time.perf_counter() - t0) / 5:.0f} ms")

@@ -161,7 +161,7 @@ def main():
   for name, obj in objectives.items():
     step = vae.make_train_step(obj, tx, "threshold", jax.random.PRNGKey(1))
     after[name] = jax.tree_util.tree_leaves(
-        jax.block_until_ready(step(state, images, idx)).params)
+        jax.block_until_ready(step(state, images, idx))[0].params)
     timers[name] = vae_step._stepper(step, state, images, idx, args.iters)  # pylint: disable=protected-access
   with_lik, _, _ = vae_step._decoder_timers(model, state.params, batch,  # pylint: disable=protected-access
                                             args.iters)

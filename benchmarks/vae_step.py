@@ -379,10 +379,8 @@ def _restore_run(workdir, batch):
   workdir = os.path.expanduser(workdir)
   with open(os.path.join(workdir, "config.json")) as fh:
     saved = json.load(fh)
-  # (A field missing from an older run's config has its old value.)
-  old = vae._ADDED_FIELDS  # pylint: disable=protected-access
-  wrong = {k: saved.get(k, old.get(k)) for k, v in _MODEL_FIELDS.items()
-           if saved.get(k, old.get(k)) != v}
+  wrong = {k: saved.get(k) for k, v in _MODEL_FIELDS.items()
+           if saved.get(k) != v}
   if wrong:
     raise SystemExit(f"--checkpoint: {workdir} holds another model than the "
                      f"benchmark's ({_MODEL_FIELDS}): {wrong}.")
@@ -394,9 +392,7 @@ def _restore_run(workdir, batch):
   with tempfile.TemporaryDirectory() as tmp:
     shutil.copytree(os.path.join(ckpt_dir, str(steps[-1])),
                     os.path.join(tmp, runs.CHECKPOINT_DIR, str(steps[-1])))
-    checkpoints = runs.Checkpoints(tmp, name="vae_step")
-    state, step = checkpoints.restore(template)
-    checkpoints.close()
+    state, step = vae.restore_train_state(tmp, template)
   if step != steps[-1]:
     raise SystemExit(f"--checkpoint: the checkpoint at step {steps[-1]} of "
                      f"{ckpt_dir} could not be restored.")
@@ -509,12 +505,12 @@ def _trace_breakdown(step, state, images, idx, batch, steps=3):
   except ImportError:
     return {"error": "jax.profiler.ProfileData is not available"}
   index = _hlo_index(step.lower(state, images, idx).compile().as_text())
-  state = jax.block_until_ready(step(state, images, idx))
+  state, _ = jax.block_until_ready(step(state, images, idx))
   with tempfile.TemporaryDirectory() as tmp:
     with jax.profiler.trace(tmp):
       t0 = time.perf_counter()
       for _ in range(steps):
-        state = jax.block_until_ready(step(state, images, idx))
+        state, _ = jax.block_until_ready(step(state, images, idx))
       wall = (time.perf_counter() - t0) / steps
     files = glob.glob(os.path.join(tmp, "**", "*.xplane.pb"), recursive=True)
     if not files:

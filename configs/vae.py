@@ -233,8 +233,3 @@ def get_config(preset: str = "arsm_nonlinear") -> ml_collections.ConfigDict:
   # and its close matches, as on the command line.
   return config.lock()
 
-
-def sweep(add):
-  """The poster-figure comparison: one run per estimator, same seed."""
-  for preset in ("arsm_nonlinear", "reinforce_loo", "st_gumbel"):
-    add(preset=preset)

@@ -26,6 +26,7 @@ from arsm_jax.tasks import rl
 from arsm_jax.tasks import toy
 from arsm_jax.estimators import validation
 from arsm_jax.tasks import vae
+from arsm_jax.tasks import vae_checks
 from configs import rl as rl_config
 from configs import toy as toy_config
 from configs import vae as vae_config
@@ -122,12 +123,12 @@ def test_every_registered_setting_is_declared_and_unset_by_default():
   for name, info in estimators.info().items():
     for setting in info.settings:
       assert setting in settings, (name, setting)
-  assert vae._estimator_settings(vae_config.get_config()) == {}
+  assert vae_checks.estimator_settings(vae_config.get_config()) == {}
   # Presets set theirs; config.json holds only the settings that are set,
   # as before every setting was declared (saved runs stay the same run).
-  assert vae._config_json(vae_config.get_config("reinforce_loo"))[
+  assert vae_checks.config_json(vae_config.get_config("reinforce_loo"))[
       "estimator_settings"] == {"num_samples": 46}
-  assert vae._config_json(vae_config.get_config())["estimator_settings"] == {}
+  assert vae_checks.config_json(vae_config.get_config())["estimator_settings"] == {}
 
 
 def test_estimator_settings_errors_name_the_allowed_ones():

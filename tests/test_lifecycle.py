@@ -16,10 +16,14 @@ import subprocess
 import sys
 import textwrap
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from arsm_jax import checkpoints
 from arsm_jax import runs
+from arsm_jax import workdirs
 from arsm_jax import writers
 from arsm_jax.tasks import rl
 from arsm_jax.tasks import toy
@@ -30,7 +34,6 @@ from configs import vae as vae_config
 from tests import helpers
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-OLD_VAE_WORKDIR = os.path.join(REPO, "tests", "data", "vae_tiny_old_code")
 
 # Reading a damaged checkpoint makes orbax abandon its other pending shard
 # reads, and each abandoned read reports the error again when it is
@@ -69,12 +72,12 @@ def _rl_tiny(**overrides):
 
 
 def _rows(logdir):
-  return runs.read_rows(logdir)
+  return writers.read_rows(logdir)
 
 
 def _steps_once(logdir):
   """Asserts every (tag, step) of the TensorBoard events appears once."""
-  scalars = runs.event_scalars(logdir)
+  scalars = writers.event_scalars(logdir)
   assert scalars
   counts = collections.Counter((tag, step) for tag, step, _ in scalars)
   repeated = {k: n for k, n in counts.items() if n > 1}
@@ -166,12 +169,9 @@ def test_check_config_names_fields_allows_resumable_and_fresh(tmp_path):
   with pytest.raises(ValueError, match=r"different config \(hidden: saved "
                      r"\[8, 8\], now \[8\]; lr: saved 0.1, now 0.2\)"):
     runs.check_config(logdir, dict(saved, lr=0.2, hidden=[8]))
-  # A field added later reads as its old value in a config saved before it.
-  runs.check_config(logdir, dict(saved, split="last"),
-                    added_fields={"split": "last"})
-  with pytest.raises(ValueError, match="split: saved 'last', now 'paper'"):
-    runs.check_config(logdir, dict(saved, split="paper"),
-                      added_fields={"split": "last"})
+  # A field the saved config lacks is a difference too.
+  with pytest.raises(ValueError, match="split: saved '<absent>', now 'last'"):
+    runs.check_config(logdir, dict(saved, split="last"))
   # fresh deletes the run's files and nothing else.
   (tmp_path / "run" / "notes.txt").write_text("mine")
   runs.check_config(logdir, dict(saved, lr=0.2), fresh=True)
@@ -197,13 +197,13 @@ def test_truncate_metrics_cuts_jsonl_and_every_event_file(tmp_path):
   assert len(events) == 2
   with open(os.path.join(logdir, events[0]), "ab") as fh:
     fh.write(b"\x20\x00\x00")
-  runs.truncate_metrics(logdir, 4)
+  writers.truncate_metrics(logdir, 4)
   assert [r["step"] for r in _rows(logdir)] == [1, 2, 3, 4]
-  assert sorted({s for _, s, _ in runs.event_scalars(logdir)}) == [1, 2, 3, 4]
+  assert sorted({s for _, s, _ in writers.event_scalars(logdir)}) == [1, 2, 3, 4]
   _tb_matches_jsonl(logdir)
   # Step 0: nothing was restored, so nothing logged before survives.
-  runs.truncate_metrics(logdir, 0)
-  assert _rows(logdir) == [] and runs.event_scalars(logdir) == []
+  writers.truncate_metrics(logdir, 0)
+  assert _rows(logdir) == [] and writers.event_scalars(logdir) == []
 
 
 def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path):
@@ -224,12 +224,12 @@ def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path):
 def test_damaged_checkpoints_fall_back_to_the_newest_readable(
     tmp_path, warnings_log):
   state = {"w": np.arange(4000, dtype=np.float32), "n": np.zeros((), np.int32)}
-  ckpts = runs.Checkpoints(str(tmp_path), max_to_keep=3, name="t")
+  ckpts = checkpoints.Checkpoints(str(tmp_path), max_to_keep=3, name="t")
   for step in (1, 2, 3):
     ckpts.save(step, {"w": state["w"] + step, "n": np.int32(step)})
   ckpts.close()
   damaged = _damage_newest(ckpts.directory)
-  restored, step = runs.Checkpoints(str(tmp_path), 3, name="t").restore(state)
+  restored, step = checkpoints.Checkpoints(str(tmp_path), 3, name="t").restore(state)
   assert step == 2 and int(restored["n"]) == 2
   np.testing.assert_array_equal(restored["w"], state["w"] + 2)
   named = [line for line in warnings_log if damaged in line]
@@ -243,10 +243,10 @@ def test_damaged_checkpoints_fall_back_to_the_newest_readable(
   shutil.move(os.path.join(ckpts.directory, "2"), str(tmp_path / "keep"))
   _damage_newest(ckpts.directory)
   shutil.move(str(tmp_path / "keep"), os.path.join(ckpts.directory, "2"))
-  with pytest.raises(runs.CheckpointError,
+  with pytest.raises(checkpoints.CheckpointError,
                      match=r"none of the 2 checkpoints.*checkpoints/2, fails "
                      r"with .*config.fresh=True"):
-    runs.Checkpoints(str(tmp_path), 3, name="t").restore(state)
+    checkpoints.Checkpoints(str(tmp_path), 3, name="t").restore(state)
   assert sorted(os.listdir(ckpts.directory)) == before
   gc.collect()
 
@@ -256,11 +256,11 @@ def test_numpy_scalars_in_a_checkpoint_restore(tmp_path):
   # refused to restore it, so every RL rerun started again from episode 0.
   target = {"seconds": np.float32(0.0), "done": np.int32(0),
             "w": np.zeros(3, np.float32)}
-  ckpts = runs.Checkpoints(str(tmp_path), 2, name="t")
+  ckpts = checkpoints.Checkpoints(str(tmp_path), 2, name="t")
   ckpts.save(7, {"seconds": np.float32(2.5), "done": np.int32(3),
                  "w": np.ones(3, np.float32)})
   ckpts.close()
-  restored, step = runs.Checkpoints(str(tmp_path), 2, name="t").restore(target)
+  restored, step = checkpoints.Checkpoints(str(tmp_path), 2, name="t").restore(target)
   assert step == 7
   assert float(restored["seconds"]) == 2.5 and int(restored["done"]) == 3
   np.testing.assert_array_equal(restored["w"], np.ones(3))
@@ -268,15 +268,79 @@ def test_numpy_scalars_in_a_checkpoint_restore(tmp_path):
 
 def test_restore_that_fails_for_a_bug_is_an_error_not_a_fresh_start(
     tmp_path):
-  ckpts = runs.Checkpoints(str(tmp_path), 2, name="t")
+  ckpts = checkpoints.Checkpoints(str(tmp_path), 2, name="t")
   ckpts.save(3, {"w": np.ones(3, np.float32)})
   ckpts.close()
   # A target of another structure (a changed program) restores nothing.
-  with pytest.raises(runs.CheckpointError, match="none of the 1 checkpoints"):
-    runs.Checkpoints(str(tmp_path), 2, name="t").restore(
+  with pytest.raises(checkpoints.CheckpointError, match="none of the 1 checkpoints"):
+    checkpoints.Checkpoints(str(tmp_path), 2, name="t").restore(
         {"w": np.zeros(3, np.float32), "extra": np.zeros(2, np.float32)})
   assert os.listdir(os.path.join(str(tmp_path), "checkpoints")) == ["3"]
-  assert not os.path.exists(os.path.join(str(tmp_path), runs.DAMAGED_DIR))
+  assert not os.path.exists(os.path.join(str(tmp_path), checkpoints.DAMAGED_DIR))
+
+
+def test_host_local_arrays_are_saved_as_numpy_by_several_processes(
+    monkeypatch):
+  # orbax refuses to serialise a jax.Array held by one process of several
+  # ("Cannot serialize host local jax.Array"): such arrays go as NumPy.
+  tree = {"w": jnp.ones(3), "n": np.float32(2.0)}
+  one = checkpoints._as_arrays(tree)
+  assert isinstance(one["w"], jax.Array) and one["n"].shape == ()
+  monkeypatch.setattr(jax, "process_count", lambda: 2)
+  several = checkpoints._as_arrays(tree)
+  assert type(several["w"]) is np.ndarray and type(several["n"]) is np.ndarray
+  np.testing.assert_array_equal(several["w"], np.ones(3))
+
+
+# ----------------------------------------------------------------------------
+# The lifecycle: one order, a summary from memory, process 0 writes.
+
+
+def test_metric_record_keeps_last_and_best_rows_through_a_checkpoint():
+  record = runs.MetricRecord(("epoch", "valid", "variance"), ("valid",))
+  record.observe(3, {"variance": 0.5})
+  record.observe(6, {"epoch": 1, "valid": 9.0})
+  record.observe(12, {"epoch": 2, "valid": 7.0})
+  record.observe(18, {"epoch": 3, "valid": 7.0, "other": 1.0})
+  restored = runs.MetricRecord(("epoch", "valid", "variance"), ("valid",))
+  restored.load(record.tree())
+  for r in (record, restored):
+    assert r.last("epoch") == 3.0 and r.last("variance") == 0.5
+    assert r.last("other") is None
+    # The first lowest row (a tie keeps the earlier one), with its epoch.
+    assert r.best_row("valid") == {"step": 12, "epoch": 2.0, "valid": 7.0}
+  with pytest.raises(ValueError, match=r"minimised metrics \['x'\]"):
+    runs.MetricRecord(("a",), ("x",))
+
+
+def _run_through(logdir, rows, checkpoint_at, checkpoints=True, **kwargs):
+  with runs.Run(logdir, {"a": 1}, tracked=("loss",), **kwargs) as run:
+    state, start = run.restore_or_initialize({"w": np.zeros(2, np.float32)},
+                                             checkpoints=checkpoints)
+    for step in range(start + 1, rows + 1):
+      run.write(step, {"loss": 10.0 - step})
+      if step == checkpoint_at:
+        run.checkpoint(step, {"w": state["w"] + step})
+    return run.record.last("loss"), start
+
+
+def test_a_resumed_run_knows_the_metrics_before_its_checkpoint(tmp_path):
+  logdir = str(tmp_path / "run")
+  _run_through(logdir, 3, checkpoint_at=2)     # "killed" after step 3
+  last, start = _run_through(logdir, 2, checkpoint_at=None)
+  assert start == 2 and last == 8.0            # from the checkpoint's record
+  assert [r["step"] for r in writers.read_rows(logdir)] == [1, 2]
+  assert sorted({s for _, s, _ in writers.event_scalars(logdir)}) == [1, 2]
+
+
+def test_only_process_zero_writes_files(tmp_path, monkeypatch):
+  logdir = str(tmp_path / "run")
+  monkeypatch.setattr(jax, "process_index", lambda: 1)
+  last, _ = _run_through(logdir, 3, checkpoint_at=None, checkpoints=False,
+                         lock=True)
+  assert last == 7.0                           # every process keeps a record
+  runs.write_summary(logdir, {"x": 1})
+  assert not os.path.exists(logdir)            # no row, event, config, lock
 
 
 # ----------------------------------------------------------------------------
@@ -312,7 +376,7 @@ def _intact(root, files):
 def test_vae_refuses_a_workdir_with_files_it_did_not_write(tmp_path, fresh):
   workdir = str(tmp_path / "w")
   files = _user_files(workdir)
-  with pytest.raises(runs.WorkdirError,
+  with pytest.raises(workdirs.WorkdirError,
                      match=r"holds files that a vae run did not write "
                      r"\(notes.txt, sub\).*new or empty workdir"):
     vae.train_and_evaluate(_vae_tiny(fresh=fresh), workdir)
@@ -323,19 +387,19 @@ def test_vae_refuses_a_workdir_with_files_it_did_not_write(tmp_path, fresh):
 def test_toy_and_rl_refuse_foreign_files_in_their_run_folders(tmp_path):
   toy_dir = str(tmp_path / "toy")
   files = _user_files(os.path.join(toy_dir, "arsm"))
-  with pytest.raises(runs.WorkdirError, match=r"toy run of arsm did not write"):
+  with pytest.raises(workdirs.WorkdirError, match=r"toy run of arsm did not write"):
     toy.train_and_evaluate(_toy_tiny(), toy_dir)
   _intact(os.path.join(toy_dir, "arsm"), files)
   rl_dir = str(tmp_path / "rl")
   files = _user_files(os.path.join(rl_dir, "arsm"))
-  with pytest.raises(runs.WorkdirError, match=r"rl run of arsm did not write"):
+  with pytest.raises(workdirs.WorkdirError, match=r"rl run of arsm did not write"):
     rl.train_and_evaluate(_rl_tiny(), rl_dir)
   _intact(os.path.join(rl_dir, "arsm"), files)
   # And at the top of the workdir (a home directory, say).
   top = str(tmp_path / "home")
   files = _user_files(top)
   for task, config in ((toy, _toy_tiny()), (rl, _rl_tiny())):
-    with pytest.raises(runs.WorkdirError, match=r"notes.txt, sub"):
+    with pytest.raises(workdirs.WorkdirError, match=r"notes.txt, sub"):
       task.train_and_evaluate(config, top)
   _intact(top, files)
 
@@ -344,9 +408,9 @@ def test_a_finished_run_is_never_replaced_by_another_experiment(tmp_path):
   workdir = str(tmp_path / "w")
   toy.train_and_evaluate(_toy_tiny(), workdir)
   before = sorted(os.listdir(workdir))
-  with pytest.raises(runs.WorkdirError, match=r"arsm"):
+  with pytest.raises(workdirs.WorkdirError, match=r"arsm"):
     vae.train_and_evaluate(_vae_tiny(num_epochs=1), workdir)
-  with pytest.raises(runs.WorkdirError, match=r"holds a toy run; a rl run"):
+  with pytest.raises(workdirs.WorkdirError, match=r"holds a toy run; a rl run"):
     rl.train_and_evaluate(_rl_tiny(), workdir)
   assert sorted(os.listdir(workdir)) == before
   assert runs.load_result(os.path.join(workdir, "arsm")) is not None
@@ -366,10 +430,10 @@ def test_fresh_deletes_only_the_runs_own_files(tmp_path):
 
 def test_a_second_run_in_a_workdir_in_use_is_refused(tmp_path):
   workdir = str(tmp_path / "w")
-  with runs.lock_workdir(workdir):
+  with workdirs.lock_workdir(workdir):
     for task, config in ((toy, _toy_tiny()), (rl, _rl_tiny()),
                          (vae, _vae_tiny(num_epochs=1))):
-      with pytest.raises(runs.WorkdirError,
+      with pytest.raises(workdirs.WorkdirError,
                          match=rf"in use by another .*pid {os.getpid()}"):
         task.train_and_evaluate(config, workdir)
   assert not os.listdir(workdir)       # nothing ran; the lock is gone
@@ -379,16 +443,16 @@ def test_the_lock_of_a_killed_run_is_taken_over(tmp_path):
   workdir = str(tmp_path / "w")
   child = textwrap.dedent(f"""
       import os, signal
-      from arsm_jax import runs
-      with runs.lock_workdir({workdir!r}):
+      from arsm_jax import workdirs
+      with workdirs.lock_workdir({workdir!r}):
         os.kill(os.getpid(), signal.SIGKILL)
   """)
   proc = subprocess.run([sys.executable, "-c", child], cwd=REPO,
                         env=dict(os.environ, JAX_PLATFORMS="cpu"),
                         capture_output=True, timeout=120)
   assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
-  assert os.path.exists(os.path.join(workdir, runs.LOCK_FILE))
-  with runs.lock_workdir(workdir):     # the stale lock is no obstacle
+  assert os.path.exists(os.path.join(workdir, workdirs.LOCK_FILE))
+  with workdirs.lock_workdir(workdir):     # the stale lock is no obstacle
     pass
 
 
@@ -450,28 +514,6 @@ def test_vae_different_config_is_refused_and_fresh_starts_again(
   assert [r["epoch"] for r in _rows(workdir) if "epoch" in r] == [1]
   with open(os.path.join(workdir, "config.json")) as fh:
     assert json.load(fh)["seed"] == 1
-
-
-@pytest.mark.skipif(not os.path.isdir(OLD_VAE_WORKDIR),
-                    reason="no workdir saved by the old code")
-def test_vae_workdir_of_the_previous_code_resumes(vae_full, tmp_path):
-  # Made by the code before arsm_jax.runs existed (tiny preset, 2 epochs).
-  workdir = str(tmp_path / "old")
-  shutil.copytree(OLD_VAE_WORKDIR, workdir)
-  summary = vae.train_and_evaluate(_vae_tiny(), workdir)
-  # The rows the old code wrote stay as they are; they equal the current
-  # code's to float32 rounding (the evaluation's log-weights are now summed
-  # in another order, about 1e-9 relative in IWAE), and the rows after the
-  # restored step are the current code's, from the same parameters.
-  resumed, full = _rows(workdir), _rows(vae_full[0])
-  assert [r["step"] for r in resumed] == [r["step"] for r in full]
-  for got, want in zip(resumed, full):
-    assert got.keys() == want.keys()
-    for key in want:
-      assert got[key] == pytest.approx(want[key], rel=1e-6), (got, want)
-  assert summary["final_valid_neg_elbo"] == pytest.approx(
-      vae_full[1]["final_valid_neg_elbo"], rel=1e-6)
-  _steps_once(workdir)
 
 
 # ----------------------------------------------------------------------------
@@ -545,7 +587,7 @@ def test_rl_identity_is_the_whole_config_minus_resumable_fields(
 
 _CHILD = textwrap.dedent("""
     import os, signal, sys
-    from arsm_jax import runs, writers
+    from arsm_jax import checkpoints, writers
     from arsm_jax.tasks import rl, vae
     sys.path.insert(0, {tests!r})
     import test_lifecycle as t
@@ -565,11 +607,11 @@ _CHILD = textwrap.dedent("""
         tick()
       writers.MetricWriter.write_scalars = write_then_maybe_die
     else:   # die while a checkpoint is being written
-      save = runs.Checkpoints.save
+      save = checkpoints.Checkpoints.save
       def save_then_maybe_die(self, *a, **k):
         save(self, *a, **k)
         tick()
-      runs.Checkpoints.save = save_then_maybe_die
+      checkpoints.Checkpoints.save = save_then_maybe_die
     vae.train_and_evaluate(t._vae_tiny(), os.path.join(sys.argv[1], "vae"))
     rl.train_and_evaluate(t._rl_tiny(), os.path.join(sys.argv[1], "rl"))
 """)

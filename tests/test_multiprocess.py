@@ -1,4 +1,4 @@
-"""Multi-process VAE training on localhost: 2 processes x 2 forced CPU devices.
+"""Multi-process runs on localhost: 2 processes x 2 forced CPU devices.
 
 Each run is a subprocess (``scripts/launch_local.py`` for several processes,
 plain Python for one) in its own session with a time limit; on a timeout or
@@ -129,6 +129,38 @@ def _assert_same_rows(rows_a, rows_b, what):
       assert _close(va, rb[key]), (what, key, ra, rb)
       compared += isinstance(va, float)
   assert compared >= len(rows_a), what
+
+
+# The toy through the command line, on two estimators.
+TOY = [os.path.join(REPO, "experiments", "main.py"), "--config=toy:quick",
+       "--config.estimators=arsm,reinforce", "--config.num_iterations=20",
+       "--config.variance_every=10", "--config.plot=False"]
+
+
+def test_toy_under_two_processes_writes_each_row_once(tmp_path):
+  multi, single = str(tmp_path / "p2"), str(tmp_path / "p1")
+  code, out = _run([sys.executable, LAUNCH, "--num_processes=2",
+                    "--devices_per_process=1", "--init_timeout=60",
+                    "--heartbeat_timeout=5", "--grace=20", "--",
+                    sys.executable, *TOY, f"--workdir={multi}"],
+                   timeout=300, env=_env())
+  assert code == 0, out[-4000:]
+  code, out = _run([sys.executable, *TOY, f"--workdir={single}"],
+                   timeout=300, env=_env())
+  assert code == 0, out[-4000:]
+  for name in ("arsm", "reinforce"):
+    rows = _rows(os.path.join(multi, name))
+    # Process 0 alone wrote: 20 iterations and 2 variance measurements,
+    # each row once, in one event file.
+    assert len(rows) == 22, [r["step"] for r in rows]
+    keys = [(r["step"], tuple(sorted(r))) for r in rows]
+    assert len(keys) == len(set(keys)), keys
+    events = [f for f in os.listdir(os.path.join(multi, name))
+              if f.startswith("events.out")]
+    assert len(events) == 1, events
+    assert rows == _rows(os.path.join(single, name))
+  with open(os.path.join(multi, "summary.json")) as fh:
+    assert sorted(json.load(fh)["estimators"]) == ["arsm", "reinforce"]
 
 
 @pytest.mark.slow

@@ -10,7 +10,7 @@ import pytest
 
 from arsm_jax import envs
 from arsm_jax import rl as rl_lib
-from arsm_jax import runs
+from arsm_jax import writers
 from arsm_jax.estimators import arsm as arsm_estimator
 from arsm_jax.models import policy as policy_lib
 from arsm_jax.rl import arsm
@@ -259,7 +259,7 @@ def test_lunarlander_a2c_resumes_like_an_uninterrupted_run(tmp_path,
   assert np.all(out["num_rollouts"] == 0)
   for key, value in full.items():
     np.testing.assert_array_equal(out[key], value, err_msg=key)
-  assert runs.read_rows(os.path.join(resumed, "a2c")) == runs.read_rows(
+  assert writers.read_rows(os.path.join(resumed, "a2c")) == writers.read_rows(
       os.path.join(full_dir, "a2c"))
 
 

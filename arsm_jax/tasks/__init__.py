@@ -2,10 +2,12 @@
 
 ``get(name)`` imports the task module named by ``config.experiment``; tasks
 are imported lazily so that, say, the toy does not need TFDS. The experiments
-need the ``[experiments]`` extra (LunarLander also ``[lunarlander]``, checked
-by ``check_requirements(name, config)``, which ``arsm_jax.experiments`` and
-the launcher call); without it, ``get`` raises :class:`MissingExtraError`,
-whose one-line message names the extra to install.
+need the ``[experiments]`` extra (LunarLander also ``[lunarlander]``),
+checked once per launch, before anything runs, by
+``check_requirements(name, config)``, which the command line and
+``arsm_jax.experiments.train_and_evaluate`` call; ``get`` turns an import
+error of a missing extra into a :class:`MissingExtraError` too, whose
+one-line message names the extra to install.
 """
 
 from __future__ import annotations
@@ -104,7 +106,6 @@ def get(name: str) -> ModuleType:
   if name not in TASKS:
     raise ValueError(
         f"Unknown experiment {name!r}; known experiments: {', '.join(TASKS)}.")
-  check_requirements(name)
   try:
     return importlib.import_module(TASKS[name])
   except ModuleNotFoundError as e:

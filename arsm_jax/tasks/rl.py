@@ -65,6 +65,7 @@ from arsm_jax import config_checks as checks
 from arsm_jax import envs
 from arsm_jax import rl as rl_lib
 from arsm_jax import runs
+from arsm_jax import workdirs
 from arsm_jax import writers
 from arsm_jax.rl import registry
 
@@ -281,7 +282,7 @@ def _progress_extra(history, ma, recent) -> dict[str, Any]:
   return extra
 
 
-def _train_jax(name, config, logdir, checkpoints):
+def _train_jax(name, config, run):
   """All seeds of a learner, vmapped; one update per episode.
 
   On a host simulator (learners without rollouts) the episodes are collected
@@ -302,10 +303,10 @@ def _train_jax(name, config, logdir, checkpoints):
       stack.callback(trainer.close)
     else:
       trainer = None
-    return _train_vmapped(name, config, logdir, checkpoints, trainer)
+    return _train_vmapped(name, config, run, trainer)
 
 
-def _train_vmapped(name, config, logdir, checkpoints, trainer):
+def _train_vmapped(name, config, run, trainer):
   """:func:`_train_jax` given the host trainer (``None`` for a JAX env)."""
   num_episodes, num_seeds = config.num_episodes, config.num_seeds
   every = config.variance_every
@@ -333,9 +334,8 @@ def _train_vmapped(name, config, logdir, checkpoints, trainer):
       out["log_grad_variance"] = log_var
     return out
 
-  saved, start = checkpoints.restore(snapshot(
+  saved, start = run.restore_or_initialize(snapshot(
       jax.vmap(learner.init)(init_keys), _empty_history(config), log_var, 0))
-  runs.truncate_metrics(logdir, start)
   states = saved["states"]
   history = _numpy_tree(saved["history"])
   if num_measures:
@@ -361,44 +361,41 @@ def _train_vmapped(name, config, logdir, checkpoints, trainer):
       every_steps=progress_every(num_episodes), unit="episode",
       first_compiles=trainer is not None)
 
-  def measure(writer, e):
+  def measure(e):
     lv = np.asarray(variance(states, episode_keys(var_keys, e)))
     log_var[e // every] = lv
-    writer.write_scalars(e, {
+    run.write(e, {
         "log_grad_variance_median": np.median(lv),
         "log_grad_variance_p10": np.percentile(lv, 10),
         "log_grad_variance_p90": np.percentile(lv, 90)})
 
-  with writers.MetricWriter(logdir) as writer:
-    if variance is not None and start == 0:
-      measure(writer, 0)
-    for e in range(start, num_episodes):
-      t1 = time.time()
-      states, info = update(states, episode_keys(train_keys, e))
-      info = jax.tree_util.tree_map(np.asarray, info)
-      train_seconds += time.time() - t1
-      for k in history:
-        history[k][e] = info[k]
-      done = e + 1
-      recent = slice(max(done - window, 0), done)
-      ma = history["reward"][recent].mean(axis=0)             # [S]
-      test_ma = (history["test_reward"][recent].mean(axis=0)  # [S]
-                 if "test_reward" in history else None)
-      writer.write_scalars(done, _episode_scalars(info, ma, test_ma))
-      if variance is not None and done % every == 0 and done < num_episodes:
-        measure(writer, done)
-      progress(done, _progress_extra(history, ma, recent))
-      if (config.checkpoint_every and done % config.checkpoint_every == 0
-          and done < num_episodes):
-        writer.flush()
-        checkpoints.save(done, snapshot(states, history, log_var,
-                                        train_seconds))
+  if variance is not None and start == 0:
+    measure(0)
+  for e in range(start, num_episodes):
+    t1 = time.time()
+    states, info = update(states, episode_keys(train_keys, e))
+    info = jax.tree_util.tree_map(np.asarray, info)
+    train_seconds += time.time() - t1
+    for k in history:
+      history[k][e] = info[k]
+    done = e + 1
+    recent = slice(max(done - window, 0), done)
+    ma = history["reward"][recent].mean(axis=0)             # [S]
+    test_ma = (history["test_reward"][recent].mean(axis=0)  # [S]
+               if "test_reward" in history else None)
+    run.write(done, _episode_scalars(info, ma, test_ma))
+    if variance is not None and done % every == 0 and done < num_episodes:
+      measure(done)
+    progress(done, _progress_extra(history, ma, recent))
+    if (config.checkpoint_every and done % config.checkpoint_every == 0
+        and done < num_episodes):
+      run.checkpoint(done, snapshot(states, history, log_var, train_seconds))
 
   var_episodes = np.arange(num_measures) * every
   return history, (var_episodes, log_var), train_seconds, compile_seconds
 
 
-def _train_host(name, config, logdir, checkpoints):
+def _train_host(name, config, run):
   """ARSM's seeds one after the other on a host simulator (no variance)."""
   from arsm_jax.rl import host  # pylint: disable=g-import-not-at-top
   t0 = time.time()
@@ -406,8 +403,8 @@ def _train_host(name, config, logdir, checkpoints):
   fresh = {"history": _empty_history(config),
            "seeds_done": np.zeros((), np.int32),
            "train_seconds": np.zeros((), np.float32)}
-  saved, _ = checkpoints.restore(fresh)
-  runs.truncate_metrics(logdir, 0)    # metrics are written at the end only
+  # The metrics are written at the end only: none are kept on resumption.
+  saved, _ = run.restore_or_initialize(fresh, rows_follow_checkpoints=False)
   history = _numpy_tree(saved["history"])
   first_seed = int(saved["seeds_done"])
   train_seconds = float(saved["train_seconds"])
@@ -444,7 +441,7 @@ def _train_host(name, config, logdir, checkpoints):
             "moving_average": float(history["reward"][recent, s].mean()),
             "rollouts": int(history["num_rollouts"][:e + 1, s].sum())})
       if config.checkpoint_every and s + 1 < num_seeds:
-        checkpoints.save(s + 1, {
+        run.checkpoint(s + 1, {
             "history": history,
             "seeds_done": np.asarray(s + 1, np.int32),
             "train_seconds": np.asarray(train_seconds, np.float32)})
@@ -454,9 +451,8 @@ def _train_host(name, config, logdir, checkpoints):
   ma = moving_average(history["reward"], window)              # [E, S]
   test_ma = (moving_average(history["test_reward"], window)   # [E, S]
              if "test_reward" in history else None)
-  with writers.MetricWriter(logdir) as writer:
-    writer.write_many(np.arange(1, num_episodes + 1),
-                      _episode_scalars(history, ma, test_ma))
+  run.write_many(np.arange(1, num_episodes + 1),
+                 _episode_scalars(history, ma, test_ma))
   no_variance = (np.zeros((0,), np.int64), np.zeros((0, num_seeds)))
   return history, no_variance, train_seconds, compile_seconds
 
@@ -467,25 +463,32 @@ def run_learner(name: str, config, workdir: str) -> dict[str, Any]:
   A saved run under a different config (:func:`run_identity`) is refused,
   naming the differing fields, unless ``config.fresh`` is set.
   """
-  logdir = os.path.join(workdir, name)
-  identity = run_identity(config, name)
-  runs.check_config(logdir, identity, resumable=RESUMABLE_FIELDS,
-                    fresh=runs.wants_fresh(config), what=f"rl run of {name}")
-  saved = runs.load_result(logdir)
-  if saved is not None:
-    logging.info("rl: %s already done in %s; loading it.", name, logdir)
-    return saved
-  runs.save_config(logdir, identity)
-  checkpoints = runs.Checkpoints(logdir, max_to_keep=2, name=f"rl/{name}")
-  try:
-    if config.env in envs.HOST_ENVS and name == "arsm":
-      history, (var_episodes, log_var), train_seconds, compile_seconds = (
-          _train_host(name, config, logdir, checkpoints))
-    else:
-      history, (var_episodes, log_var), train_seconds, compile_seconds = (
-          _train_jax(name, config, logdir, checkpoints))
-  finally:
-    checkpoints.close()
+  with runs.Run(os.path.join(workdir, name), run_identity(config, name),
+                what=f"rl run of {name}", resumable=RESUMABLE_FIELDS,
+                fresh=runs.wants_fresh(config)) as run:
+    saved = run.finished_result()
+    if saved is not None:
+      logging.info("rl: %s already done in %s; loading it.", name,
+                   run.logdir)
+      return saved
+    train = (_train_host if config.env in envs.HOST_ENVS and name == "arsm"
+             else _train_jax)
+    history, (var_episodes, log_var), train_seconds, compile_seconds = train(
+        name, config, run)
+    result, curves = _result(name, config, history, var_episodes, log_var,
+                             train_seconds, compile_seconds)
+    run.save_result(result, curves)
+  logging.info("rl: %s on %s: episodes to solve %s (median %s), %.0f env "
+               "steps/s", name, config.env, result["episodes_to_solve"],
+               result["median_episodes_to_solve"],
+               result["env_steps_per_second"])
+  result.update(curves)
+  return result
+
+
+def _result(name, config, history, var_episodes, log_var, train_seconds,
+            compile_seconds) -> tuple[dict[str, Any], dict[str, Any]]:
+  """A finished learner's ``result.json`` values and curves."""
   num_seeds = config.num_seeds
   window = config.moving_average_window
 
@@ -529,14 +532,7 @@ def run_learner(name: str, config, workdir: str) -> dict[str, Any]:
         "num_test_solved": int(sum(v is not None for v in test_solve)),
         "final_test_moving_average_median": float(
             np.median(curves["test_moving_average"][-1]))})
-  runs.save_result(logdir, result, curves)
-  checkpoints.delete_all()
-  logging.info("rl: %s on %s: episodes to solve %s (median %s), %.0f env "
-               "steps/s", name, config.env, solve,
-               result["median_episodes_to_solve"],
-               result["env_steps_per_second"])
-  result.update(curves)
-  return result
+  return result, curves
 
 
 def finished_learners(config, workdir: str,
@@ -587,9 +583,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     also written to ``workdir/summary.json`` and the figure to ``rl.png``.
   """
   names = validate_config(config)
-  with runs.lock_workdir(workdir, what="rl run"):
-    runs.check_workdir(workdir, extra=registry.LEARNERS + (PLOT_FILE,),
-                       what="rl run")
+  with workdirs.hold_workdir(workdir, registry.LEARNERS + (PLOT_FILE,),
+                             what="rl run"):
     return _train_and_evaluate(config, workdir, names)
 
 
@@ -604,13 +599,13 @@ def _train_and_evaluate(config, workdir, names) -> dict[str, Any]:
     curve_keys += ("test_reward", "test_moving_average")
   summary = {name: {k: v for k, v in r.items() if k not in curve_keys}
              for name, r in results.items()}
-  writers.write_json(os.path.join(workdir, "summary.json"), {
+  runs.write_summary(workdir, {
       "env": config.env,
       "config": runs.config_json(config),
       "learners": summary,
   })
   curves = {name: {k: r[k] for k in curve_keys} for name, r in results.items()}
-  if config.plot:
+  if config.plot and jax.process_index() == 0:
     from arsm_jax import plotting  # pylint: disable=g-import-not-at-top
     plotting.plot_rl(results, config, solved_threshold(config),
                      os.path.join(workdir, PLOT_FILE), LOG_VARIANCE_FLOOR)

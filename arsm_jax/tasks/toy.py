@@ -41,6 +41,7 @@ import numpy as np
 from arsm_jax import config_checks as checks
 from arsm_jax import estimators
 from arsm_jax import runs
+from arsm_jax import workdirs
 from arsm_jax import writers
 
 PLOT_FILE = "toy.png"
@@ -154,51 +155,48 @@ def run_identity(config, name: str) -> dict[str, Any]:
 
 def run_estimator(name: str, config, workdir: str) -> dict[str, Any]:
   """Trains with one estimator (or loads its saved result) and logs metrics."""
-  logdir = os.path.join(workdir, name)
-  identity = run_identity(config, name)
-  runs.check_config(logdir, identity, fresh=runs.wants_fresh(config),
-                    what=f"toy run of {name}")
-  saved = runs.load_result(logdir)
-  if saved is not None:
-    logging.info("toy: %s already done in %s; loading it.", name, logdir)
-    return saved
-  # Only the files of a run killed before it finished can be left: they go.
-  runs.remove_run_files(logdir)
+  with runs.Run(os.path.join(workdir, name), run_identity(config, name),
+                what=f"toy run of {name}",
+                fresh=runs.wants_fresh(config)) as run:
+    saved = run.finished_result()
+    if saved is not None:
+      logging.info("toy: %s already done in %s; loading it.", name,
+                   run.logdir)
+      return saved
+    # One compiled call of a few seconds: no checkpoints, and the rows of a
+    # run killed before it finished are dropped.
+    run.restore_or_initialize(None, checkpoints=False)
 
-  est = estimators.get(name, **_settings(config, name))
-  run = jax.jit(make_run(est, config))
-  key = jax.random.PRNGKey(config.seed)
-  t0 = time.time()
-  compiled = run.lower(key).compile()
-  t1 = time.time()
-  phi, metrics, var = jax.block_until_ready(compiled(key))
-  t2 = time.time()
+    est = estimators.get(name, **_settings(config, name))
+    train = jax.jit(make_run(est, config))
+    key = jax.random.PRNGKey(config.seed)
+    t0 = time.time()
+    compiled = train.lower(key).compile()
+    t1 = time.time()
+    phi, metrics, var = jax.block_until_ready(compiled(key))
+    t2 = time.time()
 
-  metrics = jax.tree_util.tree_map(np.asarray, metrics)
-  steps = np.arange(1, config.num_iterations + 1)
-  var_steps = np.arange(0, config.num_iterations, config.variance_every)
-  with writers.MetricWriter(logdir) as writer:
-    writer.write_many(steps, metrics)
-    writer.write_many(var_steps, {"grad_variance": np.asarray(var)})
-
-  result = {
-      "estimator": name,
-      "settings": _settings(config, name),
-      "learning_rate": float(config.learning_rates.get(name,
-                                                       config.learning_rate)),
-      "final_expected_reward": float(metrics["expected_reward"][-1]),
-      "final_prob_last": float(metrics["prob_last"][-1]),
-      "mean_evals_per_iteration": float(np.mean(metrics["num_evals"])),
-      "seconds": t2 - t0,
-      "compile_seconds": t1 - t0,
-      "run_seconds": t2 - t1,
-      "microseconds_per_iteration": 1e6 * (t2 - t1) / config.num_iterations,
-  }
-  curves = {"expected_reward": metrics["expected_reward"],
-            "prob_last": metrics["prob_last"],
-            "grad_variance": np.asarray(var), "final_phi": np.asarray(phi)}
-  runs.save_config(logdir, identity)
-  runs.save_result(logdir, result, curves)
+    metrics = jax.tree_util.tree_map(np.asarray, metrics)
+    run.write_many(np.arange(1, config.num_iterations + 1), metrics)
+    run.write_many(np.arange(0, config.num_iterations, config.variance_every),
+                   {"grad_variance": np.asarray(var)})
+    result = {
+        "estimator": name,
+        "settings": _settings(config, name),
+        "learning_rate": float(config.learning_rates.get(
+            name, config.learning_rate)),
+        "final_expected_reward": float(metrics["expected_reward"][-1]),
+        "final_prob_last": float(metrics["prob_last"][-1]),
+        "mean_evals_per_iteration": float(np.mean(metrics["num_evals"])),
+        "seconds": t2 - t0,
+        "compile_seconds": t1 - t0,
+        "run_seconds": t2 - t1,
+        "microseconds_per_iteration": 1e6 * (t2 - t1) / config.num_iterations,
+    }
+    curves = {"expected_reward": metrics["expected_reward"],
+              "prob_last": metrics["prob_last"],
+              "grad_variance": np.asarray(var), "final_phi": np.asarray(phi)}
+    run.save_result(result, curves)
   logging.info("toy: %-10s expected reward %.5f (optimum %.5f), %.1fs "
                "(compilation %.1fs)", name, result["final_expected_reward"],
                optimum(config.num_categories, config.reward_scale),
@@ -218,9 +216,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     ``workdir/summary.json`` and the figure to ``toy.png``.
   """
   names = validate_config(config)
-  with runs.lock_workdir(workdir, what="toy run"):
-    runs.check_workdir(workdir, extra=(*estimators.names(), PLOT_FILE),
-                       what="toy run")
+  with workdirs.hold_workdir(workdir, (*estimators.names(), PLOT_FILE),
+                         what="toy run"):
     return _train_and_evaluate(config, workdir, names)
 
 
@@ -242,7 +239,7 @@ def _train_and_evaluate(config, workdir, names) -> dict[str, Any]:
       for name, r in results.items()
   }
   best = optimum(config.num_categories, config.reward_scale)
-  writers.write_json(os.path.join(workdir, "summary.json"), {
+  runs.write_summary(workdir, {
       "optimum": best,
       "num_categories": config.num_categories,
       "reward_scale": config.reward_scale,
@@ -250,7 +247,7 @@ def _train_and_evaluate(config, workdir, names) -> dict[str, Any]:
       "estimators": summary,
   })
   curves = {name: {k: results[name][k] for k in curve_keys} for name in names}
-  if config.plot:
+  if config.plot and jax.process_index() == 0:
     from arsm_jax import plotting  # pylint: disable=g-import-not-at-top
     plotting.plot_toy(curves, config, best, os.path.join(workdir, PLOT_FILE))
   return {"summary": summary, "curves": curves, "optimum": best}
