@@ -144,3 +144,29 @@ def test_rl_summary_and_curves_must_agree(tmp_path):
   summary_path.write_text(json.dumps(summary))
   with pytest.raises(ValueError, match="final moving average"):
     records.rl_runs(str(results_dir))
+
+
+def test_rl_options_name_learner_settings_alike_in_old_and_new_runs():
+  """A learner setting reads the same whether the run saved it flat under
+  its old name (``relax_learning_rate``, ``a2c_bootstrap_truncated``,
+  ``rollout_budget``) or as ``learner_settings.<learner>.<field>``; a
+  setting at its default is no option, and one that shares a name with a
+  shared field is shown with its learner (``relax.learning_rate``)."""
+  defaults = rl_config.get_config("").to_dict()
+  old_a2c = {"learner": "a2c", "a2c_bootstrap_truncated": True,
+             "gae_lambda": 0.95, "critic_learning_rate": 0.03}
+  assert records.rl_options("CartPole-v1", old_a2c, defaults) == ""
+  old_relax = {"learner": "relax", "relax_learning_rate": 0.01,
+               "relax_temperature": 0.5}
+  assert records.rl_options("CartPole-v1", old_relax, defaults) == (
+      "relax.learning_rate=0.01")
+  new_relax = rl_task.run_identity(rl_config.get_config(""), "relax")
+  new_relax["learner_settings.relax.learning_rate"] = 0.01
+  assert records.rl_options("CartPole-v1", new_relax) == (
+      "relax.learning_rate=0.01")
+  new_arsm = rl_task.run_identity(rl_config.get_config("cartpole_authors"),
+                                  "arsm")
+  assert "learner_settings.arsm.rollout_budget" in new_arsm
+  old_arsm = {k.rsplit(".", 1)[-1]: v for k, v in new_arsm.items()}
+  assert records.rl_options("CartPole-v1", old_arsm) == records.rl_options(
+      "CartPole-v1", new_arsm) == "rollout_budget=authors;max_episode_steps=3000"

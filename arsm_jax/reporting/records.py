@@ -191,12 +191,32 @@ def rl_defaults(env: str) -> dict:
   return json.loads(json.dumps(config.to_dict()))
 
 
+def _setting_names(defaults: dict, learner: Optional[str]) -> dict:
+  """How a learner's own settings are named in its saved config, mapped to
+  the name the tables show.
+
+  A setting ``s`` of learner ``L`` is saved as ``learner_settings.L.s`` (the
+  nested config), or, in runs made before the settings nested, as ``s`` or
+  ``L_s``. The tables show ``s``, or ``L.s`` where ``s`` is also a shared
+  field (RELAX's ``learning_rate`` is its control variate's, not the
+  policy's).
+  """
+  names = {}
+  for setting in defaults.get("learner_settings", {}).get(learner, {}):
+    shown = f"{learner}.{setting}" if setting in defaults else setting
+    for saved in (f"learner_settings.{learner}.{setting}",
+                  f"{learner}_{setting}", setting):
+      names.setdefault(saved, shown)
+  return names
+
+
 def _learner_defaults(defaults: dict, learner: Optional[str]) -> dict:
-  """``defaults`` in a learner's config.json layout: the learner's own
-  settings (``learner_settings.<learner>``, where the config nests them)
-  beside the shared fields."""
+  """``defaults`` under the names the tables show: the shared fields, and
+  the learner's own settings (``learner_settings.<learner>``)."""
   flat = {k: v for k, v in defaults.items() if k != "learner_settings"}
-  flat.update(defaults.get("learner_settings", {}).get(learner, {}))
+  own = defaults.get("learner_settings", {}).get(learner, {})
+  flat.update({(f"{learner}.{k}" if k in flat else k): v
+               for k, v in own.items()})
   return flat
 
 
@@ -211,15 +231,17 @@ def rl_options(env: str, learner_config: dict,
   """``field=value;...`` for the fields of a learner's run that differ from
   the defaults of ``env`` (:func:`rl_defaults`; the authors' protocol
   options first)."""
-  defaults = _learner_defaults(
-      rl_defaults(env) if defaults is None else defaults,
-      learner_config.get("learner"))
+  learner = learner_config.get("learner")
+  defaults = rl_defaults(env) if defaults is None else defaults
+  names = _setting_names(defaults, learner)
+  shown = {names.get(k, k): v for k, v in learner_config.items()
+           if k not in _NOT_OPTIONS and k != "learner_settings"}
+  defaults = _learner_defaults(defaults, learner)
   missing = object()
-  changed = [k for k, v in learner_config.items()
-             if k not in _NOT_OPTIONS and defaults.get(k, missing) != v]
+  changed = [k for k, v in shown.items() if defaults.get(k, missing) != v]
   changed.sort(key=lambda k: (_OPTION_ORDER.index(k) if k in _OPTION_ORDER
                               else len(_OPTION_ORDER), k))
-  return ";".join(f"{k}={_option_value(learner_config[k])}" for k in changed)
+  return ";".join(f"{k}={_option_value(shown[k])}" for k in changed)
 
 
 def _load_curves(path: str, window: int) -> dict[str, np.ndarray]:
