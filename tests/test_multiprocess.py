@@ -353,6 +353,10 @@ def test_rl_seeds_split_over_two_processes_match_one_process(tmp_path):
   learners = {"learner": "a2c,arsm"}
   code, out = _run(_rl_launch([[multi, learners]]), timeout=400, env=_env())
   assert code == 0, out[-4000:]
+  # Each process trained its own seed (per learner).
+  for p in (0, 1):
+    assert out.count(f"rl: process {p} of 2 trains seeds {p}:{p + 1} of 2"
+                     ) == 2, out[-4000:]
   code, out = _run([sys.executable, "-c", RL_RUNNER,
                     json.dumps([[single, learners]])], timeout=400,
                    env=_env())

@@ -370,6 +370,9 @@ def _train_vmapped(name, config, run, trainer):
     states = jax.tree_util.tree_map(lambda x: jnp.asarray(np.asarray(x)[rows]),
                                     states)
     train_keys, var_keys = train_keys[rows], var_keys[rows]
+    logging.info("rl: process %d of %d trains seeds %d:%d of %d.",
+                 jax.process_index(), jax.process_count(), rows.start,
+                 rows.stop, num_seeds)
   history = _numpy_tree(saved["history"])
   if num_measures:
     log_var = np.array(saved["log_grad_variance"])
