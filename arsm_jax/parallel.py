@@ -244,3 +244,36 @@ class DataParallel:
     shape = (batch_size,) + tuple(local_data.shape[1:])
     return jax.make_array_from_process_local_data(
         self.batch_sharding, local_data, shape)
+
+
+def process_rows(num_rows: int, what: str = "rows") -> slice:
+  """This process's contiguous share of ``num_rows`` independent rows.
+
+  Process p of P takes rows ``p * num_rows / P`` up to ``(p + 1) * num_rows
+  / P`` (all of them with one process), so that :func:`gather_rows` puts
+  the rows back in their order.
+
+  Args:
+    num_rows: how many rows (seeds, ...) there are in all.
+    what: the config field that counts them, for the error message.
+
+  Raises:
+    ValueError: ``num_rows`` is not divisible by the number of processes.
+  """
+  count = jax.process_count()
+  if num_rows % count:
+    raise ValueError(f"{what}={num_rows} must be divisible by the number of "
+                     f"processes ({count}).")
+  share = num_rows // count
+  return slice(jax.process_index() * share,
+               (jax.process_index() + 1) * share)
+
+
+def gather_rows(tree: Any) -> Any:
+  """Every process's :func:`process_rows` of each leaf, concatenated in
+  process order, as NumPy on every process; ``tree`` itself (unchanged)
+  with one process."""
+  if jax.process_count() == 1:
+    return tree
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  return multihost_utils.process_allgather(tree, tiled=True)

@@ -285,3 +285,134 @@ def test_batch_not_divisible_over_global_devices_fails_clearly(tmp_path):
   assert ("batch_size must be divisible by the number of devices (4; "
           "config.num_devices=0); got 18") in out, out[-3000:]
   assert not os.path.exists(str(tmp_path / "w" / "checkpoints"))
+
+
+# Trains rl:tiny with JSON overrides in each workdir given; with
+# TEST_STOP_AFTER_CHECKPOINT=n every process stops right after saving the
+# checkpoint of episode n (an interrupted run, for the resumption test).
+RL_RUNNER = textwrap.dedent("""
+    import json, os, sys
+    from absl import logging
+    logging.set_verbosity(logging.INFO)
+    logging.use_absl_handler()
+    from arsm_jax import parallel
+    parallel.initialize_distributed()
+    from arsm_jax import runs
+    from arsm_jax.tasks import rl
+    from configs import rl as rl_config
+
+    stop = int(os.environ.get("TEST_STOP_AFTER_CHECKPOINT", "0"))
+    if stop:
+      original = runs.Run.checkpoint
+      def checkpoint_then_stop(self, step, state):
+        original(self, step, state)
+        if step == stop:
+          raise SystemExit(f"stopped after the checkpoint of episode {step}")
+      runs.Run.checkpoint = checkpoint_then_stop
+    for workdir, overrides in json.loads(sys.argv[1]):
+      config = rl_config.get_config("tiny").unlock()
+      config.plot = False
+      for key, value in overrides.items():
+        setattr(config, key, value)
+      rl.train_and_evaluate(config, workdir)
+""")
+
+# Numbers of summary.json that measure time, not results.
+RL_TIMINGS = ("compile_seconds", "train_seconds", "env_steps_per_second")
+
+
+def _rl_launch(jobs, num_processes=2):
+  return [sys.executable, LAUNCH, f"--num_processes={num_processes}",
+          "--devices_per_process=1", "--init_timeout=60",
+          "--heartbeat_timeout=5", "--grace=20", "--",
+          sys.executable, "-c", RL_RUNNER, json.dumps(jobs)]
+
+
+def _assert_same_rl_rows(rows_a, rows_b, what):
+  """Equal rows; the gradient-variance measurement to float32 rounding.
+
+  Every seed's episodes are the same computation under one or two processes
+  (bit for bit); the variance measurement vmaps seeds and draws on one axis,
+  whose length (seeds x draws) halves per process, and XLA may then reduce
+  a draw's gradient in another order (about one float32 ulp, seen for a2c).
+  """
+  assert len(rows_a) == len(rows_b) > 0, (what, len(rows_a), len(rows_b))
+  for ra, rb in zip(rows_a, rows_b):
+    assert sorted(ra) == sorted(rb), (what, ra, rb)
+    for key, va in ra.items():
+      if key.startswith("log_grad_variance"):
+        assert abs(va - rb[key]) <= 1e-6 * max(abs(va), 1.0), (what, key, ra,
+                                                               rb)
+      else:
+        assert va == rb[key], (what, key, ra, rb)
+
+
+@pytest.mark.slow
+def test_rl_seeds_split_over_two_processes_match_one_process(tmp_path):
+  multi, single = str(tmp_path / "p2"), str(tmp_path / "p1")
+  learners = {"learner": "a2c,arsm"}
+  code, out = _run(_rl_launch([[multi, learners]]), timeout=400, env=_env())
+  assert code == 0, out[-4000:]
+  # Each process trained its own seed (per learner).
+  for p in (0, 1):
+    assert out.count(f"rl: process {p} of 2 trains seeds {p}:{p + 1} of 2"
+                     ) == 2, out[-4000:]
+  code, out = _run([sys.executable, "-c", RL_RUNNER,
+                    json.dumps([[single, learners]])], timeout=400,
+                   env=_env())
+  assert code == 0, out[-4000:]
+  for name in ("a2c", "arsm"):
+    rows = _rows(os.path.join(multi, name))
+    # Process 0 alone wrote: one row per episode (6) and per variance
+    # measurement (episodes 0 and 3), each once, in one event file.
+    assert [r["step"] for r in rows if "reward_median" in r] == [
+        1, 2, 3, 4, 5, 6], rows
+    assert [r["step"] for r in rows if "log_grad_variance_median" in r] == [
+        0, 3], rows
+    assert len(rows) == 8, rows
+    events = [f for f in os.listdir(os.path.join(multi, name))
+              if f.startswith("events.out")]
+    assert len(events) == 1, events
+    _assert_same_rl_rows(rows, _rows(os.path.join(single, name)), name)
+  with open(os.path.join(multi, "summary.json")) as fh:
+    summary2 = json.load(fh)["learners"]
+  with open(os.path.join(single, "summary.json")) as fh:
+    summary1 = json.load(fh)["learners"]
+  assert sorted(summary2) == ["a2c", "arsm"]
+  for name in summary1:
+    drop = lambda s: {k: v for k, v in s.items() if k not in RL_TIMINGS}  # pylint: disable=cell-var-from-loop
+    assert drop(summary2[name]) == drop(summary1[name]), name
+    assert summary2[name]["num_seeds"] == 2
+
+  # Interrupted under 2 processes after the checkpoint of episode 4 (of 6),
+  # then rerun: it resumes there and ends with the uninterrupted rows.
+  resumed = str(tmp_path / "resumed")
+  only_a2c = {"learner": "a2c"}
+  code, out = _run(_rl_launch([[resumed, only_a2c]]), timeout=400,
+                   env=_env(TEST_STOP_AFTER_CHECKPOINT="4"))
+  assert code != 0, out[-4000:]
+  assert "stopped after the checkpoint of episode 4" in out, out[-4000:]
+  assert not os.path.exists(os.path.join(resumed, "a2c", "result.json"))
+  code, out = _run(_rl_launch([[resumed, only_a2c]]), timeout=400, env=_env())
+  assert code == 0, out[-4000:]
+  assert "rl: a2c resumes at episode 4" in out, out[-4000:]
+  _assert_same_rl_rows(_rows(os.path.join(resumed, "a2c")),
+                       _rows(os.path.join(single, "a2c")), "resumed a2c")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("overrides, message", [
+    ({"num_seeds": 3},
+     "num_seeds=3 must be divisible by the number of processes (2)."),
+    ({"env": "LunarLander-v3", "learner": "arsm", "variance_every": 0},
+     "env='LunarLander-v3' runs on the host in one process; it cannot run "
+     "under 2 processes"),
+])
+def test_rl_refuses_what_two_processes_cannot_run(tmp_path, overrides,
+                                                  message):
+  workdir = str(tmp_path / "w")
+  code, out = _run(_rl_launch([[workdir, overrides]]), timeout=180,
+                   env=_env())
+  assert code != 0
+  assert message in out, out[-3000:]
+  assert not os.path.exists(workdir)

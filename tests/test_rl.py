@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from arsm_jax import envs
+from arsm_jax import parallel
 from arsm_jax import rl as rl_lib
 from arsm_jax import writers
 from arsm_jax.estimators import arsm as arsm_estimator
@@ -318,6 +319,22 @@ def test_config_validated_before_compiling(field, value, match):
   node[last] = value
   with pytest.raises(ValueError, match=match):
     rl.validate_config(config)
+
+
+def test_seeds_split_in_process_order_and_evenly(monkeypatch):
+  monkeypatch.setattr(jax, "process_count", lambda: 2)
+  monkeypatch.setattr(jax, "process_index", lambda: 1)
+  assert parallel.process_rows(6, "num_seeds") == slice(3, 6)
+  config = rl_config.get_config("tiny")
+  rl.check_processes(config)                   # 2 seeds over 2 processes
+  config.num_seeds = 3
+  with pytest.raises(ValueError, match=r"^num_seeds=3 must be divisible by "
+                     r"the number of processes \(2\)\.$"):
+    rl.check_processes(config)
+  config.num_seeds = 2
+  config.env = "LunarLander-v3"
+  with pytest.raises(ValueError, match=r"cannot run under 2 processes"):
+    rl.check_processes(config)
 
 
 def test_episodes_to_solve_rule():

@@ -63,6 +63,7 @@ import numpy as np
 
 from arsm_jax import config_checks as checks
 from arsm_jax import envs
+from arsm_jax import parallel
 from arsm_jax import rl as rl_lib
 from arsm_jax import runs
 from arsm_jax import workdirs
@@ -112,6 +113,24 @@ def validate_config(config) -> list[str]:
                         "measurement on the host)")
   checks.widths(config, "hidden")
   return names
+
+
+def check_processes(config) -> None:
+  """Refuses a config that cannot run under this many processes.
+
+  Called once JAX knows the processes (after
+  :func:`~arsm_jax.parallel.initialize_distributed`), before any work: the
+  seeds are split evenly over the processes, and a host environment runs in
+  one process only.
+  """
+  count = jax.process_count()
+  if count == 1:
+    return
+  if config.env in envs.HOST_ENVS:
+    raise ValueError(
+        f"env={config.env!r} runs on the host in one process; it cannot run "
+        f"under {count} processes (run it without the launcher).")
+  parallel.process_rows(config.num_seeds, "num_seeds")
 
 
 def _learner_kwargs(name: str, config) -> dict[str, Any]:
@@ -307,10 +326,20 @@ def _train_jax(name, config, run):
 
 
 def _train_vmapped(name, config, run, trainer):
-  """:func:`_train_jax` given the host trainer (``None`` for a JAX env)."""
+  """:func:`_train_jax` given the host trainer (``None`` for a JAX env).
+
+  Under several processes (a JAX env only) each process trains its
+  :func:`~arsm_jax.parallel.process_rows` of the seeds; every episode's
+  per-seed results are gathered on every process
+  (:func:`~arsm_jax.parallel.gather_rows`), so the history, the rows
+  (written by process 0) and the result are those of one process. A
+  checkpoint holds every seed's state, gathered the same way.
+  """
   num_episodes, num_seeds = config.num_episodes, config.num_seeds
   every = config.variance_every
   init_keys, train_keys, var_keys = _seed_keys(config)
+  sharded = jax.process_count() > 1
+  rows = parallel.process_rows(num_seeds, "num_seeds")
 
   if trainer is not None:
     learner = trainer.learner
@@ -337,6 +366,13 @@ def _train_vmapped(name, config, run, trainer):
   saved, start = run.restore_or_initialize(snapshot(
       jax.vmap(learner.init)(init_keys), _empty_history(config), log_var, 0))
   states = saved["states"]
+  if sharded:
+    states = jax.tree_util.tree_map(lambda x: jnp.asarray(np.asarray(x)[rows]),
+                                    states)
+    train_keys, var_keys = train_keys[rows], var_keys[rows]
+    logging.info("rl: process %d of %d trains seeds %d:%d of %d.",
+                 jax.process_index(), jax.process_count(), rows.start,
+                 rows.stop, num_seeds)
   history = _numpy_tree(saved["history"])
   if num_measures:
     log_var = np.array(saved["log_grad_variance"])
@@ -362,7 +398,8 @@ def _train_vmapped(name, config, run, trainer):
       first_compiles=trainer is not None)
 
   def measure(e):
-    lv = np.asarray(variance(states, episode_keys(var_keys, e)))
+    lv = parallel.gather_rows(
+        np.asarray(variance(states, episode_keys(var_keys, e))))
     log_var[e // every] = lv
     run.write(e, {
         "log_grad_variance_median": np.median(lv),
@@ -374,7 +411,7 @@ def _train_vmapped(name, config, run, trainer):
   for e in range(start, num_episodes):
     t1 = time.time()
     states, info = update(states, episode_keys(train_keys, e))
-    info = jax.tree_util.tree_map(np.asarray, info)
+    info = parallel.gather_rows(jax.tree_util.tree_map(np.asarray, info))
     train_seconds += time.time() - t1
     for k in history:
       history[k][e] = info[k]
@@ -389,7 +426,9 @@ def _train_vmapped(name, config, run, trainer):
     progress(done, _progress_extra(history, ma, recent))
     if (config.checkpoint_every and done % config.checkpoint_every == 0
         and done < num_episodes):
-      run.checkpoint(done, snapshot(states, history, log_var, train_seconds))
+      every_state = parallel.gather_rows(states) if sharded else states
+      run.checkpoint(done, snapshot(every_state, history, log_var,
+                                    train_seconds))
 
   var_episodes = np.arange(num_measures) * every
   return history, (var_episodes, log_var), train_seconds, compile_seconds
@@ -583,6 +622,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     also written to ``workdir/summary.json`` and the figure to ``rl.png``.
   """
   names = validate_config(config)
+  check_processes(config)
   with workdirs.hold_workdir(workdir, registry.LEARNERS + (PLOT_FILE,),
                              what="rl run"):
     return _train_and_evaluate(config, workdir, names)
