@@ -27,7 +27,11 @@ def acrobot_config(**overrides):
   config.moving_average_window = W
   config.variance_every = 2
   for key, value in overrides.items():
-    setattr(config, key, value)
+    if key in config:
+      setattr(config, key, value)
+    else:   # a learner's own setting (config.learner_settings.<learner>)
+      owner, = [n for n, own in config.learner_settings.items() if key in own]
+      config.learner_settings[owner][key] = value
   return config
 
 
