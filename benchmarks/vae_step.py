@@ -341,7 +341,8 @@ def _dedup_facts(counts, buffers, batch, steps, state, images, idx,
                  logits_fn):
   """Distinct counts, whether the timed batch overflows, and whether every
   step gives the plain parameters."""
-  one = {k: jax.block_until_ready(s(state, images, idx))
+  # A step returns (new state, the batch's summed -ELBO).
+  one = {k: jax.block_until_ready(s(state, images, idx))[0]
          for k, s in steps.items()}
   plain = jax.tree_util.tree_leaves(one["plain"].params)
   identical = all(
