@@ -52,7 +52,7 @@ def _assert_unbiased(grads, exact):
 # Registry and settings.
 
 
-def test_new_estimators_are_registered_with_their_properties():
+def test_baselines_are_registered_with_their_properties():
   expect = {
       "reinforce_loo": (True, False, False),
       "arsm_multi": (True, False, False),
