@@ -346,8 +346,13 @@ class Run:
       self._stack.close()
 
   def finished_result(self) -> Optional[dict[str, Any]]:
-    """The saved result of a run that finished (:meth:`save_result`)."""
-    return load_result(self.logdir)
+    """The saved result of a run that finished (:meth:`save_result`), which
+    the task returns instead of training again; ``None`` if there is none."""
+    result = load_result(self.logdir)
+    if result is not None:
+      logging.info("%s: already done in %s; loading it.", self.what,
+                   self.logdir)
+    return result
 
   def restore_or_initialize(
       self, target: Any, *, checkpoints: bool = True,

@@ -28,15 +28,21 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LAUNCH = os.path.join(REPO, "scripts", "launch_local.py")
 RTOL = 1e-5
 
-# Trains the tiny VAE with JSON overrides in each workdir given; with
-# TEST_STEP_DELAY each step sleeps (so that a test can kill it mid-run).
-RUNNER = textwrap.dedent("""
-    import json, os, sys, time
+# The start of every process a test launches: logging to stderr, then the
+# JAX distributed system from the launcher's environment.
+STARTUP = textwrap.dedent("""
+    import json, os, sys
     from absl import logging
     logging.set_verbosity(logging.INFO)
     logging.use_absl_handler()
     from arsm_jax import parallel
     parallel.initialize_distributed()
+""")
+
+# Trains the tiny VAE with JSON overrides in each workdir given; with
+# TEST_STEP_DELAY each step sleeps (so that a test can kill it mid-run).
+RUNNER = STARTUP + textwrap.dedent("""
+    import time
     from configs import vae as vae_config
     from arsm_jax.tasks import vae
 
@@ -290,13 +296,7 @@ def test_batch_not_divisible_over_global_devices_fails_clearly(tmp_path):
 # Trains rl:tiny with JSON overrides in each workdir given; with
 # TEST_STOP_AFTER_CHECKPOINT=n every process stops right after saving the
 # checkpoint of episode n (an interrupted run, for the resumption test).
-RL_RUNNER = textwrap.dedent("""
-    import json, os, sys
-    from absl import logging
-    logging.set_verbosity(logging.INFO)
-    logging.use_absl_handler()
-    from arsm_jax import parallel
-    parallel.initialize_distributed()
+RL_RUNNER = STARTUP + textwrap.dedent("""
     from arsm_jax import runs
     from arsm_jax.tasks import rl
     from configs import rl as rl_config

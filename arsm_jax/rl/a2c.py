@@ -98,10 +98,8 @@ def make(setup: learner_lib.Setup, *, critic_learning_rate: float = 0.03,
   critic_tx = optax.adam(critic_learning_rate)
 
   def init(key):
-    k_pol, k_val = jax.random.split(key)
-    dummy = learner_lib.dummy_obs(env)
-    params = net.init(k_pol, dummy)
-    critic_params = critic.init(k_val, dummy)
+    params, k_val = learner_lib.init_policy(net, env, key)
+    critic_params = critic.init(k_val, learner_lib.dummy_obs(env))
     return A2CTrainState(params, tx.init(params), critic_params,
                          critic_tx.init(critic_params))
 
@@ -135,16 +133,12 @@ def make(setup: learner_lib.Setup, *, critic_learning_rate: float = 0.03,
     info = episodes.episode_info(ep)
     params, opt_state = learner_lib.ascend(tx, state.params, state.opt_state,
                                            grads)
-    updates, critic_opt_state = critic_tx.update(
-        critic_grads, state.critic_opt_state, state.critic_params)
-    critic_params = optax.apply_updates(state.critic_params, updates)
+    critic_params, critic_opt_state = learner_lib.descend(
+        critic_tx, state.critic_params, state.critic_opt_state, critic_grads)
     return A2CTrainState(params, opt_state, critic_params,
                          critic_opt_state), info
 
-  def update(state, key):
-    ep = episodes.collect_episode(env, net.apply, state.params, key, gamma)
-    return update_from_episode(state, ep, key)
-
+  update = learner_lib.update_on_own_episode(setup, net, update_from_episode)
   return learner_lib.Learner(init=init, estimate=estimate, update=update,
                              update_from_episode=update_from_episode)
 

@@ -327,8 +327,7 @@ def make(setup: learner_lib.Setup, *, max_rollouts: int = 16,
   tx = optax.adam(setup.learning_rate)
 
   def init(key):
-    k_pol, _ = jax.random.split(key)
-    params = net.init(k_pol, learner_lib.dummy_obs(env))
+    params, _ = learner_lib.init_policy(net, env, key)
     return ArsmTrainState(params, tx.init(params))
 
   def estimate(state, key):

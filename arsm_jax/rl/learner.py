@@ -79,16 +79,48 @@ def dummy_obs(env: envs_lib.JaxEnv) -> Array:
   return jnp.zeros(env.obs_shape, jnp.float32)
 
 
-def ascend(tx: optax.GradientTransformation, params, opt_state,
-           grads) -> tuple[Any, Any]:
-  """One optimiser step of ``params`` up the ascent direction ``grads``.
+def init_policy(net: policy_lib.MLP, env: envs_lib.JaxEnv,
+                key: Array) -> tuple[Any, Array]:
+  """The policy's initial parameters and a key for the learner's own ones.
+
+  Every learner splits its init key in two: the first initialises the
+  policy, the second is the learner's (A2C's critic, RELAX's control
+  variate; unused by the others).
+  """
+  k_policy, k_own = jax.random.split(key)
+  return net.init(k_policy, dummy_obs(env)), k_own
+
+
+def descend(tx: optax.GradientTransformation, params, opt_state,
+            grads) -> tuple[Any, Any]:
+  """One optimiser step of ``params`` down the loss gradient ``grads``.
 
   Returns:
     ``(params, opt_state)`` after the step.
   """
-  neg = jax.tree_util.tree_map(jnp.negative, grads)
-  updates, opt_state = tx.update(neg, opt_state, params)
+  updates, opt_state = tx.update(grads, opt_state, params)
   return optax.apply_updates(params, updates), opt_state
+
+
+def ascend(tx: optax.GradientTransformation, params, opt_state,
+           grads) -> tuple[Any, Any]:
+  """One optimiser step of ``params`` up the ascent direction ``grads``."""
+  return descend(tx, params, opt_state,
+                 jax.tree_util.tree_map(jnp.negative, grads))
+
+
+def update_on_own_episode(setup: Setup, net: policy_lib.MLP,
+                          update_from_episode: Callable[..., Any]):
+  """``update(state, key)``: one episode of the current policy with ``key``,
+  then ``update_from_episode(state, episode, key)`` (the learners that draw
+  nothing else from the key: A2C, REINFORCE)."""
+
+  def update(state, key):
+    ep = episodes.collect_episode(setup.env, net.apply, state.params, key,
+                                  setup.gamma)
+    return update_from_episode(state, ep, key)
+
+  return update
 
 
 # fold_in data of the test episode's key, out of the range of the training

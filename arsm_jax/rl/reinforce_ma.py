@@ -49,8 +49,7 @@ def make(setup: learner_lib.Setup, *,
   tx = optax.adam(setup.learning_rate)
 
   def init(key):
-    k_pol, _ = jax.random.split(key)
-    params = net.init(k_pol, learner_lib.dummy_obs(env))
+    params, _ = learner_lib.init_policy(net, env, key)
     return ReinforceMaTrainState(params, tx.init(params),
                                  jnp.zeros((), jnp.float32))
 
@@ -73,10 +72,7 @@ def make(setup: learner_lib.Setup, *,
                 + (1.0 - baseline_decay) * mean_return)
     return ReinforceMaTrainState(params, opt_state, baseline), info
 
-  def update(state, key):
-    ep = episodes.collect_episode(env, net.apply, state.params, key, gamma)
-    return update_from_episode(state, ep, key)
-
+  update = learner_lib.update_on_own_episode(setup, net, update_from_episode)
   return learner_lib.Learner(init=init, estimate=estimate, update=update,
                              update_from_episode=update_from_episode)
 

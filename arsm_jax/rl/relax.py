@@ -195,11 +195,9 @@ def make(setup: learner_lib.Setup, *, learning_rate: float = 0.03,
   cv_tx = optax.adam(learning_rate)
 
   def init(key):
-    k_pol, k_cv = jax.random.split(key)
-    dummy = learner_lib.dummy_obs(env)
-    params = net.init(k_pol, dummy)
+    params, k_cv = learner_lib.init_policy(net, env, key)
     cv_params = ControlVariateParams(
-        net=control_variate.init(k_cv, dummy[None],
+        net=control_variate.init(k_cv, learner_lib.dummy_obs(env)[None],
                                  jnp.zeros((1, env.num_actions))),
         log_temperature=jnp.log(jnp.asarray(temperature, jnp.float32)))
     return RelaxTrainState(params, tx.init(params), cv_params,
@@ -217,9 +215,8 @@ def make(setup: learner_lib.Setup, *, learning_rate: float = 0.03,
         key)
     params, opt_state = learner_lib.ascend(tx, state.params, state.opt_state,
                                            grads)
-    updates, cv_opt_state = cv_tx.update(cv_grads, state.cv_opt_state,
-                                         state.cv_params)
-    cv_params = optax.apply_updates(state.cv_params, updates)
+    cv_params, cv_opt_state = learner_lib.descend(
+        cv_tx, state.cv_params, state.cv_opt_state, cv_grads)
     return RelaxTrainState(params, opt_state, cv_params, cv_opt_state), info
 
   def update(state, key):

@@ -426,9 +426,8 @@ def _train_vmapped(name, config, run, trainer):
     progress(done, _progress_extra(history, ma, recent))
     if (config.checkpoint_every and done % config.checkpoint_every == 0
         and done < num_episodes):
-      every_state = parallel.gather_rows(states) if sharded else states
-      run.checkpoint(done, snapshot(every_state, history, log_var,
-                                    train_seconds))
+      run.checkpoint(done, snapshot(parallel.gather_rows(states), history,
+                                    log_var, train_seconds))
 
   var_episodes = np.arange(num_measures) * every
   return history, (var_episodes, log_var), train_seconds, compile_seconds
@@ -507,8 +506,6 @@ def run_learner(name: str, config, workdir: str) -> dict[str, Any]:
                 fresh=runs.wants_fresh(config)) as run:
     saved = run.finished_result()
     if saved is not None:
-      logging.info("rl: %s already done in %s; loading it.", name,
-                   run.logdir)
       return saved
     train = (_train_host if config.env in envs.HOST_ENVS and name == "arsm"
              else _train_jax)

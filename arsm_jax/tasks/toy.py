@@ -160,8 +160,6 @@ def run_estimator(name: str, config, workdir: str) -> dict[str, Any]:
                 fresh=runs.wants_fresh(config)) as run:
     saved = run.finished_result()
     if saved is not None:
-      logging.info("toy: %s already done in %s; loading it.", name,
-                   run.logdir)
       return saved
     # One compiled call of a few seconds: no checkpoints, and the rows of a
     # run killed before it finished are dropped.
